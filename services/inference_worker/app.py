@@ -1,0 +1,37 @@
+"""The worker's Celery app: `celery -A services.inference_worker.app worker ...`.
+
+Nothing here imports torch: the parent process forks children that each load the model
+in `worker_process_init` (see runtime.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from celery.signals import setup_logging, worker_process_init
+
+from shared.celery_app import create_celery_app
+from shared.logging_setup import configure_from_settings
+from shared.settings import get_settings
+
+settings = get_settings()
+app = create_celery_app(settings, name="inference_worker")
+app.conf.imports = ["services.inference_worker.tasks"]
+log = logging.getLogger(__name__)
+
+
+@setup_logging.connect
+def _logging(**_kwargs) -> None:
+    configure_from_settings(settings)
+
+
+@worker_process_init.connect
+def _load_model(**_kwargs) -> None:
+    from services.inference_worker.runtime import runtime
+
+    try:
+        runtime.load(settings)
+    except Exception:
+        log.exception("model failed to load; this worker child exits")
+        os._exit(1)

@@ -1,0 +1,125 @@
+"""Inference backends: one interface, one class per engine (the reference is transformers).
+
+A backend owns the loaded weights and the tokenizer and turns a batch of prompts into
+continuations; everything about dialogs and prompt text lives in `generation.py`.
+Sampling parameters mean the same in every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.schemas import GenerationParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Continuation:
+    token_ids: list[int]  # new tokens only, without the prompt
+    text: str
+
+
+class Backend(ABC):
+    """A loaded model that can continue prompts. One instance per worker process."""
+
+    name: str = "abstract"
+
+    def __init__(self, model_dir: Path):
+        self.model_dir = Path(model_dir)
+        self.load_seconds = 0.0
+
+    @property
+    @abstractmethod
+    def eos_token(self) -> str: ...
+
+    @abstractmethod
+    def encode(self, text: str) -> list[int]: ...
+
+    @abstractmethod
+    def decode(self, token_ids: list[int]) -> str: ...
+
+    @abstractmethod
+    def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
+        """Sample a continuation of each prompt (token ids) with `params`; stop at eos."""
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.encode(text))
+
+
+class TransformersBackend(Backend):
+    """Plain transformers `generate` in float32: the reference (and the seed's way)."""
+
+    name = "transformers"
+
+    def __init__(self, model_dir: Path):
+        super().__init__(model_dir)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        started = time.perf_counter()
+        self._torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        self.model.eval()
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def eos_token(self) -> str:
+        return self.tokenizer.eos_token
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
+
+    def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
+        torch = self._torch
+        eos_id = self.tokenizer.eos_token_id
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        results = []
+        # One prompt at a time: left-padded batches change GPT-2's positions, and the seed did the same.
+        for prompt in prompts:
+            input_ids = torch.tensor([prompt], dtype=torch.long)
+            with torch.inference_mode():
+                output = self.model.generate(
+                    input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    do_sample=True,
+                    max_new_tokens=params.max_new_tokens,
+                    temperature=params.temperature,
+                    top_k=params.top_k or None,
+                    top_p=params.top_p,
+                    repetition_penalty=params.repetition_penalty,
+                    eos_token_id=eos_id,
+                    pad_token_id=eos_id,
+                )
+            new_ids = output[0, input_ids.shape[1] :].tolist()
+            if eos_id in new_ids:
+                new_ids = new_ids[: new_ids.index(eos_id)]
+            results.append(Continuation(new_ids, self.decode(new_ids)))
+        return results
+
+
+BACKENDS: dict[str, type[Backend]] = {"transformers": TransformersBackend}
+
+
+def load_backend(kind: str, model_dir: Path) -> Backend:
+    """Load `kind` ("auto" = the fastest that loads) for the model in `model_dir`."""
+    if kind == "auto":
+        for candidate in ("ctranslate2", "transformers"):
+            if candidate in BACKENDS:
+                try:
+                    return BACKENDS[candidate](model_dir)
+                except Exception as exc:  # the fast one may not load (conversion, CPU support)
+                    log.warning("backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)})
+        raise RuntimeError(f"no inference backend could load {model_dir}")
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown INFERENCE_BACKEND {kind!r}; choose one of {sorted(BACKENDS)} or auto")
+    return BACKENDS[kind](model_dir)

@@ -1,0 +1,47 @@
+"""The Celery task `inference.generate` (payload and result: shared/schemas.py)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from celery import Task
+
+from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
+
+from services.inference_worker.app import app, settings
+from services.inference_worker.runtime import runtime
+
+log = logging.getLogger(__name__)
+HOSTNAME = socket.gethostname()
+
+
+class DeadlineExpired(Exception):
+    """The caller's deadline passed while the job waited in the queue: not generated."""
+
+
+@app.task(name=TASK_NAME, bind=True)
+def generate(self: Task, **payload) -> dict:
+    started = time.time()
+    task = GenerateTask.model_validate(payload)
+    queue_ms = int((started - (task.enqueued_at or started)) * 1000)
+    if started > task.deadline:
+        log.info("deadline expired, dropping job", extra={"request_id": task.request_id, "queue_ms": queue_ms})
+        raise DeadlineExpired(f"deadline passed {started - task.deadline:.1f}s before the job was taken")
+    if not runtime.loaded:  # a solo/threads pool has no worker_process_init: load on first use
+        runtime.load(settings)
+    reply = runtime.generator.reply(task.dialog, task.params)
+    generate_ms = int((time.time() - started) * 1000)
+    log.info(
+        "reply generated",
+        extra={"request_id": task.request_id, "new_tokens": reply.new_tokens, "queue_ms": queue_ms, "generate_ms": generate_ms},
+    )
+    return GenerationResult(
+        text=reply.text,
+        new_tokens=reply.new_tokens,
+        model_version=runtime.version,
+        queue_ms=queue_ms,
+        generate_ms=generate_ms,
+        worker=self.request.hostname or HOSTNAME,
+    ).model_dump()

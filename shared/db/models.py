@@ -1,0 +1,142 @@
+"""Every table of the project (SQLAlchemy 2 declarative). Migrations live in `migrations/`.
+
+- chat_settings: per-chat bot settings, written by the bot's commands and the admin API.
+- model_versions: published fine-tunes; exactly one is active.
+- threads, posts, dialogs, scrape_runs: the scraper's data and the training set built from it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ChatSettings(Base):
+    __tablename__ = "chat_settings"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(256))
+    chat_type: Mapped[str | None] = mapped_column(String(32))
+    # Chance of a random (unprompted) reply in a group; the seed's bot used 0.1.
+    reply_chance: Mapped[float] = mapped_column(Float, default=0.1, server_default="0.1")
+    muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    # Seconds between two random replies in the same chat.
+    cooldown_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    base_model: Mapped[str | None] = mapped_column(Text)
+    data_hash: Mapped[str | None] = mapped_column(String(64))
+    metrics: Mapped[dict | None] = mapped_column(JSONB)
+    params: Mapped[dict | None] = mapped_column(JSONB)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # At most one active version, enforced by the database itself.
+        Index("uq_model_versions_one_active", "is_active", unique=True, postgresql_where=is_active.is_(True)),
+    )
+
+
+class Thread(Base):
+    __tablename__ = "threads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    board: Mapped[str] = mapped_column(String(32))
+    num: Mapped[int] = mapped_column(BigInteger)
+    subject: Mapped[str | None] = mapped_column(Text)
+    posts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_post_num: Mapped[int | None] = mapped_column(BigInteger)
+    # Conditional requests: what the server said last time.
+    etag: Mapped[str | None] = mapped_column(Text)
+    last_modified: Mapped[str | None] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (UniqueConstraint("board", "num", name="uq_threads_board_num"),)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    board: Mapped[str] = mapped_column(String(32))
+    num: Mapped[int] = mapped_column(BigInteger)
+    thread_num: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int | None] = mapped_column(BigInteger)
+    raw_html: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    # Post numbers this post replies to, in the order its links appear (the first is the parent).
+    parents: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list, server_default="{}")
+    # Dropped by cleaning (empty, bump, sage): kept for link resolution, never a dialog turn.
+    is_usable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("board", "num", name="uq_posts_board_num"),
+        Index("ix_posts_board_thread", "board", "thread_num"),
+    )
+
+
+class Dialog(Base):
+    __tablename__ = "dialogs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # sha256 of the turns: the same dialog is stored once, whatever thread it came from.
+    turns_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    turns: Mapped[list[str]] = mapped_column(JSONB)  # newest first
+    post_nums: Mapped[list[int]] = mapped_column(JSONB)  # the post of each turn, newest first
+    board: Mapped[str] = mapped_column(String(32))
+    thread_num: Mapped[int] = mapped_column(BigInteger)
+    length: Mapped[int] = mapped_column(Integer)
+    toxicity: Mapped[float | None] = mapped_column(Float, index=True)
+    scored_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ScrapeRun(Base):
+    __tablename__ = "scrape_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), default="crawl", server_default="crawl")
+    status: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
+    boards: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    threads_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    threads_fetched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    posts_added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dialogs_added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    error_messages: Mapped[list[str]] = mapped_column(JSONB, default=list)
+
+
+__all__ = ["Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]

