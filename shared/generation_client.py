@@ -72,6 +72,11 @@ class GenerationClient:
             settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10
         )
 
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The async Redis connection pool (for readers of other keys, e.g. shared.ops_state)."""
+        return self._redis
+
     async def close(self) -> None:
         await self._redis.aclose()
 

@@ -6,12 +6,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from prometheus_fastapi_instrumentator import Instrumentator
+from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from shared.db import make_async_engine
 from shared.generation_client import GenerationClient
 from shared.settings import Settings, get_settings
 
 from services.gateway.body_limit import BodySizeLimitMiddleware
-from services.gateway.routes import health, replies
+from services.gateway.routes import admin_chats, admin_data, admin_system, health, replies
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -21,8 +23,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.client = GenerationClient(settings)
+        engine = make_async_engine(settings.database_url, pool_size=5) if settings.database_url else None
+        app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False) if engine else None
         yield
         await app.state.client.close()
+        if engine is not None:
+            await engine.dispose()
 
     app = FastAPI(
         title="dvach-bot gateway",
@@ -32,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(replies.router)
+    for router in (admin_system.router, admin_chats.router, admin_data.router):
+        app.include_router(router)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app

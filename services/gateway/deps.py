@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from collections.abc import AsyncIterator
+
+from fastapi import Depends, HTTPException, Request, status
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.generation_client import GenerationClient
 from shared.settings import Settings
@@ -20,3 +23,14 @@ def get_app_settings(request: Request) -> Settings:
 
 ClientDep = Annotated[GenerationClient, Depends(get_client)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    sessionmaker = request.app.state.sessionmaker
+    if sessionmaker is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="no database configured (DATABASE_URL)")
+    async with sessionmaker() as session:
+        yield session
+
+
+DbDep = Annotated[AsyncSession, Depends(get_db)]

@@ -17,7 +17,7 @@ from shared.settings import get_settings
 
 settings = get_settings()
 app = create_celery_app(settings, name="inference_worker")
-app.conf.imports = ["services.inference_worker.tasks"]
+app.conf.imports = ["services.inference_worker.tasks", "services.inference_worker.ops_reporting"]
 log = logging.getLogger(__name__)
 
 

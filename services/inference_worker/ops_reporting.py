@@ -1,0 +1,53 @@
+"""What a worker tells operators through Redis (shared/ops_state.py): the model each worker
+serves, and the jobs that failed. Advisory: a Redis hiccup here never fails a job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import redis
+from celery.signals import celeryd_after_setup, task_failure
+
+from shared import ops_state
+from shared.schemas import TASK_NAME
+from shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+# The Celery node name (e.g. "worker@pod-1"), set in the parent before fork; children inherit it.
+NODE = f"celery@{socket.gethostname()}"
+_client: redis.Redis | None = None
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+    return _client
+
+
+@celeryd_after_setup.connect
+def _remember_node(sender: str, **_kwargs) -> None:
+    global NODE
+    NODE = sender
+
+
+def report_model(model_version: str, backend: str) -> None:
+    try:
+        ops_state.publish_worker_model(_redis(), NODE, {"model_version": model_version, "backend": backend, "pid": os.getpid()})
+    except redis.RedisError as exc:
+        log.warning("could not publish the served model", extra={"error": str(exc)})
+
+
+@task_failure.connect
+def _record_failure(sender=None, task_id=None, exception=None, **_kwargs) -> None:
+    if sender is None or sender.name != TASK_NAME:
+        return
+    try:
+        ops_state.record_failure(
+            _redis(), {"job_id": task_id, "kind": type(exception).__name__, "message": str(exception)[:500], "worker": NODE}
+        )
+    except redis.RedisError as exc:
+        log.warning("could not record a failed job", extra={"error": str(exc)})
