@@ -7,7 +7,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run chat test bench demo-model lint
+.PHONY: run chat test bench demo-model system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,19 @@ run: $(STAMP)
 chat: $(STAMP)
 	$(PY) -m services.stack chat
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Debian packages some tests drive: Chromium (admin page) and Prometheus (promtool, a real scrape).
+# Installed when missing and running as root; otherwise say what to install.
+SYSTEM_DEPS := chromium prometheus
+system-deps:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	 command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	 if [ -n "$$missing" ]; then \
+	   if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	   else echo "note: install$$missing (Debian packages) to run every test"; fi; fi
 
 demo-model: $(STAMP)
 	$(PY) -m services.inference_worker.demo_model.build

@@ -65,4 +65,5 @@ def cut_reply(generated: str, eos: str) -> str:
     marker = SPEAKER_MARKER.search(text)
     if marker:
         text = text[: marker.start()]
-    return text.strip()
+    # Byte-level BPE can stop inside a multi-byte character; its bytes decode to U+FFFD.
+    return text.replace("\ufffd", "").strip()

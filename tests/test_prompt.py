@@ -61,6 +61,7 @@ def test_empty_dialog_is_refused():
         ("<|endoftext|>хвост", ""),
         ("|0|1|сразу маркер", ""),
         ("цена |5|, а не маркер", "цена |5|, а не маркер"),
+        ("оборвалось на полу\ufffd", "оборвалось на полу"),
     ],
 )
 def test_cut_reply_stops_at_eos_or_next_speaker(generated, reply):

@@ -13,7 +13,7 @@ from shared.generation_client import GenerationClient
 from shared.settings import Settings, get_settings
 
 from services.gateway.body_limit import BodySizeLimitMiddleware
-from services.gateway.routes import admin_chats, admin_data, admin_system, health, replies
+from services.gateway.routes import admin_chats, admin_data, admin_page, admin_system, health, replies
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(replies.router)
-    for router in (admin_system.router, admin_chats.router, admin_data.router):
+    for router in (admin_page.router, admin_system.router, admin_chats.router, admin_data.router):
         app.include_router(router)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
