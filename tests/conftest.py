@@ -87,6 +87,7 @@ def service_env(redis_url: str, database_url: str, tiny_model_dir: Path) -> dict
         "UNACKED_RESTORE_INTERVAL_S": "1",
         "REPLY_TIMEOUT_S": "30",
         "LOG_FORMAT": "json",
+        "WORKER_METRICS_PORT": "0",
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_PROGRESS_BARS": "1",
         "PYTHONUNBUFFERED": "1",

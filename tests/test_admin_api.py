@@ -176,7 +176,12 @@ def test_failed_jobs_are_listed_with_their_error(admin, redis_url):
             await client.close()
 
     asyncio.run(wait_failure())
-    failures = {f["job_id"]: f for f in admin.get("/admin/failures").json()}
+    # Celery stores the result before it sends task_failure, which records the entry: poll briefly.
+    deadline = time.monotonic() + 10
+    while True:
+        failures = {f["job_id"]: f for f in admin.get("/admin/failures").json()}
+        if job_id in failures or time.monotonic() > deadline:
+            break
     assert failures[job_id]["kind"] == "DeadlineExpired"
     assert failures[job_id]["worker"] == "shared@test"
     assert "deadline" in failures[job_id]["message"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +13,7 @@ from shared.db import make_async_engine
 from shared.generation_client import GenerationClient
 from shared.settings import Settings, get_settings
 
+from services.gateway import queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
 from services.gateway.routes import admin_chats, admin_data, admin_page, admin_system, health, replies
 
@@ -25,7 +27,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.client = GenerationClient(settings)
         engine = make_async_engine(settings.database_url, pool_size=5) if settings.database_url else None
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False) if engine else None
+        refresher = asyncio.create_task(queue_metrics.refresh_forever(app.state.client))
         yield
+        refresher.cancel()
         await app.state.client.close()
         if engine is not None:
             await engine.dispose()

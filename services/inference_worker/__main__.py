@@ -14,6 +14,9 @@ from shared.celery_app import QUEUES
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from services.inference_worker.metrics import prepare_multiprocess_dir
+
+    prepare_multiprocess_dir()  # before prometheus_client is imported by anything else
     from services.inference_worker.app import app
 
     argv = ["worker", "--pool", "prefork", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),

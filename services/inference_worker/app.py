@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import setup_logging, worker_process_init
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_process_shutdown
 
 from shared.celery_app import create_celery_app
 from shared.logging_setup import configure_from_settings
@@ -35,3 +35,20 @@ def _load_model(**_kwargs) -> None:
     except Exception:
         log.exception("model failed to load; this worker child exits")
         os._exit(1)
+
+
+@worker_init.connect
+def _serve_metrics(**_kwargs) -> None:
+    from services.inference_worker import metrics
+
+    try:
+        metrics.serve(settings.worker_metrics_port)
+    except OSError as exc:  # port taken: a second worker on this host; its children still record
+        log.warning("worker metrics port unavailable", extra={"port": settings.worker_metrics_port, "error": str(exc)})
+
+
+@worker_process_shutdown.connect
+def _child_exited(pid=None, **_kwargs) -> None:
+    from services.inference_worker import metrics
+
+    metrics.process_exited(pid or os.getpid())

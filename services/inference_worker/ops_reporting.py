@@ -45,6 +45,10 @@ def report_model(model_version: str, backend: str) -> None:
 def _record_failure(sender=None, task_id=None, exception=None, **_kwargs) -> None:
     if sender is None or sender.name != TASK_NAME:
         return
+    from services.inference_worker import metrics
+
+    metrics.FAILURES.labels(type(exception).__name__).inc()
+    metrics.JOBS.labels("failed").inc()
     try:
         ops_state.record_failure(
             _redis(), {"job_id": task_id, "kind": type(exception).__name__, "message": str(exception)[:500], "worker": NODE}

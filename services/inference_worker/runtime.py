@@ -48,9 +48,11 @@ class ModelRuntime:
         # Warm-up: the first call allocates buffers; do it before taking real jobs.
         generator.backend.continue_prompts([backend.encode("|0|1|привет")], GenerationParams(max_new_tokens=2))
         self.source, self.backend, self.generator = source, backend, generator
+        from services.inference_worker import metrics
         from services.inference_worker.ops_reporting import report_model
 
         report_model(source.version, backend.name)
+        metrics.model_loaded(source.version, backend.name, time.perf_counter() - started)
         log.info(
             "model loaded",
             extra={

@@ -10,6 +10,7 @@ from celery import Task
 
 from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
 
+from services.inference_worker import metrics
 from services.inference_worker.app import app, settings
 from services.inference_worker.runtime import runtime
 
@@ -26,6 +27,7 @@ def generate(self: Task, **payload) -> dict:
     started = time.time()
     task = GenerateTask.model_validate(payload)
     queue_ms = int((started - (task.enqueued_at or started)) * 1000)
+    metrics.QUEUE_WAIT_SECONDS.observe(max(0.0, queue_ms / 1000))
     if started > task.deadline:
         log.info("deadline expired, dropping job", extra={"request_id": task.request_id, "queue_ms": queue_ms})
         raise DeadlineExpired(f"deadline passed {started - task.deadline:.1f}s before the job was taken")
@@ -33,6 +35,10 @@ def generate(self: Task, **payload) -> dict:
         runtime.load(settings)
     reply = runtime.generator.reply(task.dialog, task.params)
     generate_ms = int((time.time() - started) * 1000)
+    metrics.GENERATION_SECONDS.observe(generate_ms / 1000)
+    metrics.GENERATED_TOKENS.inc(reply.new_tokens)
+    metrics.TOKENS_PER_SECOND.observe(reply.new_tokens / max(generate_ms / 1000, 1e-3))
+    metrics.JOBS.labels("ok").inc()
     log.info(
         "reply generated",
         extra={"request_id": task.request_id, "new_tokens": reply.new_tokens, "queue_ms": queue_ms, "generate_ms": generate_ms},

@@ -1,0 +1,75 @@
+"""Worker metrics, in prometheus_client's multiprocess mode: every prefork child writes its
+samples to files in PROMETHEUS_MULTIPROC_DIR and the parent serves them all on one port.
+
+The directory must be set before prometheus_client is imported anywhere in the process
+(`__main__.py` does it); the parent wipes it at start so dead children's samples do not linger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import multiprocess
+
+log = logging.getLogger(__name__)
+
+GENERATION_SECONDS = Histogram(
+    "dvach_worker_generation_seconds",
+    "Time to generate one reply (prompt to cut text), in seconds",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "dvach_worker_queue_wait_seconds",
+    "Time a job waited in the queue before a worker took it, in seconds",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TOKENS_PER_SECOND = Histogram(
+    "dvach_worker_tokens_per_second",
+    "New tokens per second of each generation",
+    buckets=(1, 2, 5, 10, 20, 40, 80, 160, 320, 640),
+)
+GENERATED_TOKENS = Counter("dvach_worker_generated_tokens_total", "New tokens generated")
+JOBS = Counter("dvach_worker_jobs_total", "Jobs finished, by outcome", ["outcome"])
+FAILURES = Counter("dvach_worker_failures_total", "Failed jobs, by exception kind", ["kind"])
+MODEL_LOAD_SECONDS = Gauge(
+    "dvach_worker_model_load_seconds", "Time the last model load took, in seconds", multiprocess_mode="livemax"
+)
+MODEL_INFO = Gauge(
+    "dvach_worker_model_info",
+    "The model version and backend a worker process serves (value 1)",
+    ["model_version", "backend"],
+    multiprocess_mode="livemax",
+)
+
+
+def prepare_multiprocess_dir() -> None:
+    """Called in the parent before anything imports prometheus_client (see __main__.py)."""
+    path = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/dvach-worker-metrics-{os.getpid()}"))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    """Serve every process's samples from the parent process."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR") or port == 0:
+        return
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=host, registry=registry)
+    log.info("worker metrics served", extra={"port": port})
+
+
+def process_exited(pid: int) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.mark_process_dead(pid)
+
+
+def model_loaded(version: str, backend: str, seconds: float, previous: tuple[str, str] | None = None) -> None:
+    if previous:
+        MODEL_INFO.labels(*previous).set(0)
+    MODEL_INFO.labels(version, backend).set(1)
+    MODEL_LOAD_SECONDS.set(seconds)
