@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of Postgres. Unset: an embedded Postgres is started."
     )
+    embedded_redis_port: int = Field(default=6390, description="Port of the embedded Redis (make run).")
     data_dir: Path = Field(
         default=REPO_ROOT / "var", description="Where embedded servers, caches and the model store live."
     )
@@ -66,6 +67,8 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="How long a worker child may take to load its model at start."
     )
 
+    worker_metrics_port: int = Field(default=9101, ge=0, description="Worker's /metrics port (0: off).")
+
     # --- gateway ------------------------------------------------------------------------------
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8000
@@ -78,6 +81,118 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     admin_token: SecretStr | None = None
     dvach_base_url: str = "https://2ch.hk"
+
+    # --- scraper (services/scraper; docs/scraper.md) ---------------------------------------
+    scraper_boards: str = Field(default="b", description="Boards to crawl, comma-separated (e.g. `b,po`).")
+    scraper_min_replies: int = Field(
+        default=20, ge=0, description="Only threads with more replies than this are fetched (the seed: 20)."
+    )
+    scraper_concurrency: int = Field(default=2, ge=1, le=32, description="Requests in flight at once.")
+    scraper_delay_s: float = Field(
+        default=1.0, ge=0, description="Polite pause between the starts of two requests to the site."
+    )
+    scraper_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
+    scraper_max_retries: int = Field(
+        default=4, ge=0, description="Retries of a request after a 429, a 5xx, a network error or a cut body."
+    )
+    scraper_backoff_s: float = Field(
+        default=2.0, ge=0, description="First retry waits this long, then doubles (with jitter; Retry-After wins)."
+    )
+    scraper_backoff_max_s: float = Field(default=120.0, ge=0, description="Longest wait between two retries.")
+    scraper_user_agent: str = Field(
+        default="dvach-bot-scraper/0.1 (training-data crawler; polite: 1 request/s)",
+        description="User-Agent sent to the site: says honestly what is asking.",
+    )
+    scraper_max_dialog_turns: int = Field(
+        default=6, ge=2, description="Longest dialog built from a reply chain (turns, the reply included)."
+    )
+    scraper_lowercase: bool = Field(default=True, description="Lower-case dialog turns (as the seed did).")
+    scraper_drop_quotes: bool = Field(
+        default=False, description="Drop `>quoted` lines from posts (kept by default: greentext is the style)."
+    )
+    scraper_interval_min: float = Field(default=10.0, gt=0, description="`run`: minutes between two crawls.")
+    scraper_metrics_host: str = Field(default="0.0.0.0", description="`run`: address of the /metrics server.")
+    scraper_metrics_port: int = Field(default=9102, ge=0, description="`run`: port of /metrics (0: off).")
+    toxicity_model: str = Field(
+        default="sismetanin/rubert-toxic-pikabu-2ch",
+        description="Any AutoModelForSequenceClassification (hub name or folder) scoring the reply turn.",
+    )
+    toxicity_label: str | None = Field(
+        default=None,
+        description="Name or index of the toxic class; unset: a label named toxic/insult..., else index 1.",
+    )
+    toxicity_batch_size: int = Field(default=32, ge=1, description="Dialogs scored per batch (and per commit).")
+    toxicity_max_tokens: int = Field(default=256, ge=8, description="The reply turn is cut to this many tokens.")
+    export_quantile: float = Field(
+        default=0.75, ge=0, le=1, description="Export keeps dialogs at or above this toxicity quantile."
+    )
+    export_dir: Path | None = Field(default=None, description="Where `export` writes; unset: DATA_DIR/dataset.")
+    # --- end scraper
+
+    # --- bot (services/bot; docs/bot.md) --------------------------------------------------
+    bot_mode: Literal["polling", "webhook"] = Field(
+        default="polling", description="`polling`: one replica asks Telegram; `webhook`: Telegram posts to us."
+    )
+    bot_webhook_url: str | None = Field(
+        default=None, description="Public HTTPS URL registered with setWebhook at start; unset: not registered."
+    )
+    bot_webhook_secret: SecretStr | None = Field(
+        default=None, description="Telegram's secret token header (required in webhook mode; 1-256 of A-Za-z0-9_-)."
+    )
+    bot_webhook_host: str = Field(default="0.0.0.0", description="Address the webhook server listens on.")
+    bot_webhook_port: int = Field(default=8081, ge=1, le=65535, description="Port of the webhook server.")
+    bot_webhook_path: str = Field(default="/telegram/webhook", description="Path Telegram posts updates to.")
+    bot_metrics_host: str = Field(default="0.0.0.0", description="Address of the bot's /metrics server.")
+    bot_metrics_port: int = Field(default=9103, ge=0, le=65535, description="Port of the bot's /metrics (0: off).")
+    bot_request_timeout_s: float = Field(default=20.0, gt=0, description="Timeout of one Bot API request.")
+    bot_polling_timeout_s: int = Field(default=20, ge=1, le=50, description="Long-polling wait of getUpdates.")
+    bot_max_concurrent_updates: int = Field(default=256, ge=1, description="Updates handled at once (polling).")
+    bot_context_turns: int = Field(default=3, ge=1, le=8, description="Turns sent to the model, the trigger included.")
+    bot_context_ttl_s: int = Field(default=6 * 3600, ge=60, description="How long recent messages are remembered.")
+    bot_max_turn_chars: int = Field(default=1000, ge=16, description="Longer turns are cut (the model takes 256 tokens).")
+    bot_bulk_queue_limit: int = Field(
+        default=20, ge=0, description="Random replies are skipped while more jobs than this wait in the queues."
+    )
+    bot_global_per_second: int = Field(default=30, ge=1, description="Messages per second over all chats (Telegram: ~30).")
+    bot_group_per_minute: int = Field(default=20, ge=1, description="Messages per minute in one group (Telegram: 20).")
+    bot_chat_per_second: int = Field(default=1, ge=1, description="Messages per second in one chat (Telegram: ~1).")
+    bot_random_reserve: int = Field(
+        default=5, ge=0, description="Of a group's minute budget, this many are kept for mentions and replies."
+    )
+    bot_max_send_wait_s: float = Field(
+        default=20.0, ge=0, description="A mention waits this long at most for the rate budget, then is dropped."
+    )
+    bot_max_retry_after_s: float = Field(
+        default=30.0, ge=0, description="A 429 asking to wait longer than this is not retried (logged and counted)."
+    )
+    bot_user_replies_per_minute: int = Field(
+        default=10, ge=0, description="Replies one user can trigger per minute (0: no limit); more are ignored."
+    )
+    bot_apology_interval_s: float = Field(
+        default=300.0, ge=0, description="At most one apology per private chat in this many seconds."
+    )
+    bot_dedupe_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long handled update ids are remembered.")
+    bot_settings_cache_s: float = Field(default=5.0, ge=0, description="Chat settings are re-read after this long.")
+    bot_shutdown_grace_s: float = Field(default=10.0, ge=0, description="On stop, replies in flight get this long.")
+    # --- end bot
+
+    # --- trainer and model versions (services/trainer, shared/model_store.py; docs/training.md)
+    model_store_dir: Path | None = Field(
+        default=None, description="Folder of published model versions; unset: DATA_DIR/models (a volume in k8s)."
+    )
+    model_version_db_check_s: float = Field(
+        default=60.0, gt=0, description="Workers with no active version in Redis look in the database this often."
+    )
+    train_model_name_or_path: str = Field(
+        default=DEFAULT_BASE_MODEL, description="Model the trainer fine-tunes (hub name or folder; `--model`)."
+    )
+    train_runs_dir: Path | None = Field(
+        default=None, description="Where training runs (checkpoints, reports) go; unset: DATA_DIR/training-runs."
+    )
+    train_quantile: float = Field(
+        default=0.75, ge=0, lt=1, description="Training from the DB keeps dialogs at or above this toxicity quantile."
+    )
+    # --- end trainer
 
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
