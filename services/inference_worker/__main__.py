@@ -7,16 +7,24 @@ Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from shared.celery_app import QUEUES
 
 
+def prepare_metrics_dir() -> None:
+    """prometheus_client picks its multiprocess mode when it is first imported: set the directory
+    before anything imports it, and empty it (samples of an earlier run must not linger)."""
+    path = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/dvach-worker-metrics-{os.getpid()}"))
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, exist_ok=True)
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from services.inference_worker.metrics import prepare_multiprocess_dir
-
-    prepare_multiprocess_dir()  # before prometheus_client is imported by anything else
+    prepare_metrics_dir()
     from services.inference_worker.app import app
 
     argv = ["worker", "--pool", "prefork", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),

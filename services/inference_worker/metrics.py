@@ -1,16 +1,14 @@
 """Worker metrics, in prometheus_client's multiprocess mode: every prefork child writes its
 samples to files in PROMETHEUS_MULTIPROC_DIR and the parent serves them all on one port.
 
-The directory must be set before prometheus_client is imported anywhere in the process
-(`__main__.py` does it); the parent wipes it at start so dead children's samples do not linger.
+The directory must be set before prometheus_client is imported anywhere in the process:
+`__main__.py` sets it (and wipes it, so samples of a previous run do not linger) first thing.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client import multiprocess
@@ -35,6 +33,12 @@ TOKENS_PER_SECOND = Histogram(
 GENERATED_TOKENS = Counter("dvach_worker_generated_tokens_total", "New tokens generated")
 JOBS = Counter("dvach_worker_jobs_total", "Jobs finished, by outcome", ["outcome"])
 FAILURES = Counter("dvach_worker_failures_total", "Failed jobs, by exception kind", ["kind"])
+# Known label values start at 0, so dashboards and alerts see the series before the first event.
+for _outcome in ("ok", "failed"):
+    JOBS.labels(_outcome)
+for _kind in ("DeadlineExpired", "EmptyGeneration", "SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"):
+    FAILURES.labels(_kind)
+
 MODEL_LOAD_SECONDS = Gauge(
     "dvach_worker_model_load_seconds", "Time the last model load took, in seconds", multiprocess_mode="livemax"
 )
@@ -44,13 +48,6 @@ MODEL_INFO = Gauge(
     ["model_version", "backend"],
     multiprocess_mode="livemax",
 )
-
-
-def prepare_multiprocess_dir() -> None:
-    """Called in the parent before anything imports prometheus_client (see __main__.py)."""
-    path = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", f"/tmp/dvach-worker-metrics-{os.getpid()}"))
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=True)
 
 
 def serve(port: int, host: str = "0.0.0.0") -> None:
