@@ -81,10 +81,13 @@ def upgrade() -> None:
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('threads_seen', sa.Integer(), server_default='0', nullable=False),
     sa.Column('threads_fetched', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('threads_unchanged', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('threads_failed', sa.Integer(), server_default='0', nullable=False),
     sa.Column('posts_added', sa.Integer(), server_default='0', nullable=False),
     sa.Column('dialogs_added', sa.Integer(), server_default='0', nullable=False),
     sa.Column('errors', sa.Integer(), server_default='0', nullable=False),
     sa.Column('error_messages', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('details', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )
     op.create_table('threads',
@@ -93,11 +96,13 @@ def upgrade() -> None:
     sa.Column('num', sa.BigInteger(), nullable=False),
     sa.Column('subject', sa.Text(), nullable=True),
     sa.Column('posts_count', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('lasthit', sa.BigInteger(), nullable=True),
     sa.Column('last_post_num', sa.BigInteger(), nullable=True),
     sa.Column('etag', sa.Text(), nullable=True),
     sa.Column('last_modified', sa.Text(), nullable=True),
     sa.Column('first_seen_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('last_seen_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('last_fetched_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('board', 'num', name='uq_threads_board_num')
     )

@@ -34,6 +34,8 @@ class Generator:
         """Cut over-long turns and drop the oldest turns until the prompt fits the context."""
         turns = []
         for text in dialog:
+            # Callers validate text, but a lone surrogate must never crash the tokenizer.
+            text = text.encode("utf-8", "replace").decode("utf-8")
             ids = self.backend.encode(text)
             if len(ids) > self.max_turn_tokens:
                 # Keep the start of a turn: that is what the next poster answers.

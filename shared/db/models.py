@@ -73,13 +73,18 @@ class Thread(Base):
     board: Mapped[str] = mapped_column(String(32))
     num: Mapped[int] = mapped_column(BigInteger)
     subject: Mapped[str | None] = mapped_column(Text)
+    # What the board's listing said at the last successful fetch: a thread whose listing entry
+    # still shows the same reply count and last-hit time is not fetched again.
     posts_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lasthit: Mapped[int | None] = mapped_column(BigInteger)
     last_post_num: Mapped[int | None] = mapped_column(BigInteger)
     # Conditional requests: what the server said last time.
     etag: Mapped[str | None] = mapped_column(Text)
     last_modified: Mapped[str | None] = mapped_column(Text)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Last time the thread was listed on its board; threads that fell off the board are kept.
     last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("board", "num", name="uq_threads_board_num"),)
 
@@ -126,17 +131,22 @@ class ScrapeRun(Base):
     __tablename__ = "scrape_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32), default="crawl", server_default="crawl")
+    kind: Mapped[str] = mapped_column(String(32), default="crawl", server_default="crawl")  # crawl, score, export
+    # running -> finished | failed; a run found still `running` by the next one is `interrupted`.
     status: Mapped[str] = mapped_column(String(16), default="running", server_default="running")
     boards: Mapped[list[str]] = mapped_column(JSONB, default=list)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     threads_seen: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     threads_fetched: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    threads_unchanged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    threads_failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     posts_added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     dialogs_added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error_messages: Mapped[list[str]] = mapped_column(JSONB, default=list)
+    # What a `score` or `export` run did (model, dialogs scored; quantile, threshold, exported...).
+    details: Mapped[dict | None] = mapped_column(JSONB)
 
 
 __all__ = ["Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]

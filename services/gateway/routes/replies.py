@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from shared.celery_app import QUEUE_INTERACTIVE
 from shared.generation_client import BackendUnavailable, JobFailed, JobTimeout
 
 from services.gateway.deps import ClientDep, SettingsDep
@@ -28,6 +29,14 @@ def _invalid(loc: list, message: str) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _check_dialog(body: ReplyRequest, max_turns: int, max_chars: int) -> list[str]:
     if not body.dialog:
         raise _invalid(["body", "dialog"], "the dialog is empty: send at least one turn")
@@ -38,6 +47,8 @@ def _check_dialog(body: ReplyRequest, max_turns: int, max_chars: int) -> list[st
         text = turn.strip()
         if not text:
             raise _invalid(["body", "dialog", i], "a turn is empty or only whitespace")
+        if not text.isascii() and _has_lone_surrogate(text):
+            raise _invalid(["body", "dialog", i], "a turn holds a lone UTF-16 surrogate (broken text encoding)")
         if len(text) > max_chars:
             raise _invalid(["body", "dialog", i], f"turn is {len(text)} characters long, at most {max_chars}")
         turns.append(text)
@@ -62,6 +73,11 @@ async def create_reply(body: ReplyRequest, client: ClientDep, settings: Settings
     turns = _check_dialog(body, settings.max_dialog_turns, settings.max_turn_chars)
     timeout = body.timeout_s or settings.reply_timeout_s
     try:
+        # Backpressure: a queue this long will not be served within anyone's timeout.
+        waiting = (await client.queue_depths())[QUEUE_INTERACTIVE]
+        if waiting >= settings.max_queue_depth:
+            REPLIES.labels("overloaded").inc()
+            return _unavailable(f"overloaded: {waiting} jobs already waiting", min(timeout, 30))
         job_id = await client.submit(turns, body.params, priority="interactive", timeout_s=timeout)
     except BackendUnavailable:
         REPLIES.labels("backend_unavailable").inc()

@@ -1,0 +1,253 @@
+"""`python -m services.scraper COMMAND`: crawl, run, score, export, stats, bench.
+
+Every command reads its settings from the environment (shared.settings). Commands that use the
+database take DATABASE_URL, or start an embedded Postgres under DATA_DIR/postgres when it is
+unset, and bring the schema up to date first (Alembic). Results are printed as JSON on stdout;
+logs (JSON lines) and progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.logging_setup import configure_from_settings
+from shared.settings import REPO_ROOT, Settings, get_settings
+
+log = logging.getLogger("services.scraper")
+
+app = typer.Typer(help="2ch threads -> Postgres -> dialogs -> toxicity -> training set.", no_args_is_help=True,
+                  add_completion=False)
+
+DEFAULT_RECORDED = REPO_ROOT.parent / "shared" / "data" / "2ch"
+
+
+def _settings() -> Settings:
+    settings = get_settings()
+    configure_from_settings(settings)
+    return settings
+
+
+def _print(result: dict) -> None:
+    typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
+
+
+def _fail(message: str, code: int = 1) -> None:
+    log.error(message)
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def open_database(settings: Settings) -> Iterator[Engine]:
+    """An engine on DATABASE_URL (or an embedded Postgres), migrated to the latest schema."""
+    from shared.db import make_engine, migrate
+
+    embedded = None
+    url = settings.database_url
+    if not url:
+        from shared.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(settings.data_dir / "postgres").start()
+        url = embedded.url
+    engine = None
+    try:
+        try:
+            migrate(url)
+        except SQLAlchemyError as exc:
+            _fail(f"database unavailable: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+        engine = make_engine(url)
+        yield engine
+    finally:
+        if engine is not None:
+            engine.dispose()
+        if embedded is not None:
+            embedded.stop()
+
+
+@contextmanager
+def recorded_run(engine: Engine, kind: str) -> Iterator[dict]:
+    """Record a `score` or `export` run in scrape_runs; the block fills in its details."""
+    from services.scraper import store
+
+    details: dict = {}
+    run_id = store.start_run(engine, [], kind)
+    try:
+        yield details
+    except BaseException as exc:
+        store.finish_run(engine, run_id, store.RunCounts(errors=1), [f"{type(exc).__name__}: {exc}"], "failed", details)
+        raise
+    store.finish_run(engine, run_id, store.RunCounts(), [], "finished", details)
+
+
+def _run_async(coro) -> object:  # noqa: ANN001
+    """Run `coro`; SIGTERM cancels it like Ctrl-C does, so a run is recorded as interrupted."""
+
+    async def main():  # noqa: ANN202
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+        return await coro
+
+    return asyncio.run(main())
+
+
+@app.command()
+def crawl(
+    once: Annotated[bool, typer.Option("--once", help="One crawl, then exit (without it: like `run`).")] = False,
+    force: Annotated[bool, typer.Option(help="Fetch listed threads even when the listing shows no change.")] = False,
+    boards: Annotated[Optional[str], typer.Option(help="Boards, comma-separated (default SCRAPER_BOARDS).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar per board.")] = True,
+) -> None:
+    """Crawl the boards into the database: new threads, new posts, new dialogs."""
+    if not once:
+        return run(progress=progress)
+    from services.scraper.client import DvachClient
+    from services.scraper.config import ScraperConfig, parse_boards
+    from services.scraper.crawler import Crawler, CrawlLocked
+    from services.scraper.store import DatabaseUnavailable
+
+    settings = _settings()
+    config = ScraperConfig.from_settings(settings)
+    if boards:
+        config = dataclasses.replace(config, boards=parse_boards(boards))
+
+    async def once_() -> dict:
+        async with DvachClient(config) as client:
+            report = await Crawler(engine, client, config, progress=progress).run_once(force=force)
+            return report.as_dict()
+
+    with open_database(settings) as engine:
+        try:
+            result = _run_async(once_())
+        except DatabaseUnavailable as exc:
+            _fail(f"{exc}; what was committed is kept, the next run finishes the work")
+        except CrawlLocked as exc:
+            _fail(str(exc))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            _fail("interrupted", code=130)
+    _print(result)
+    if result["status"] != "finished":
+        raise typer.Exit(1)
+
+
+@app.command()
+def run(progress: Annotated[bool, typer.Option(help="Show progress bars.")] = False) -> None:
+    """Crawl every SCRAPER_INTERVAL_MIN minutes and serve /metrics on SCRAPER_METRICS_PORT."""
+    from services.scraper import metrics
+    from services.scraper.config import ScraperConfig
+    from services.scraper.crawler import run_forever
+
+    settings = _settings()
+    config = ScraperConfig.from_settings(settings)
+    if settings.scraper_metrics_port:
+        metrics.serve(settings.scraper_metrics_host, settings.scraper_metrics_port)
+        log.info("metrics served", extra={"port": settings.scraper_metrics_port})
+    with open_database(settings) as engine:
+        try:
+            _run_async(run_forever(engine, config, settings.scraper_interval_min * 60, progress=progress))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            log.info("scraper stopped")
+
+
+@app.command()
+def score(
+    model: Annotated[Optional[str], typer.Option(help="Classifier (default TOXICITY_MODEL).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Default TOXICITY_BATCH_SIZE.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Score at most this many dialogs.")] = None,
+    rescore: Annotated[bool, typer.Option(help="First forget scores given by other models.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Score the reply turn of every unscored dialog (resumable: batches are committed)."""
+    from services.scraper import store
+    from services.scraper.toxicity import ToxicityScorer, score_dialogs
+
+    settings = _settings()
+    name = model or settings.toxicity_model
+    with open_database(settings) as engine:
+        try:
+            scorer = ToxicityScorer(name, label=settings.toxicity_label, max_tokens=settings.toxicity_max_tokens,
+                                    torch_threads=settings.torch_threads)
+        except (OSError, ValueError) as exc:
+            _fail(f"cannot load the toxicity model {name!r}: {exc}")
+        with recorded_run(engine, "score") as details:
+            cleared = store.clear_scores(engine, keep_model=scorer.name) if rescore else 0
+            done = score_dialogs(engine, scorer, batch_size=batch_size or settings.toxicity_batch_size, limit=limit,
+                                 progress=progress)
+            details.update(model=scorer.name, cleared=cleared, scored=done)
+        _print({**details, "unscored_left": store.count_unscored(engine)})
+
+
+@app.command()
+def export(
+    out: Annotated[Optional[Path], typer.Option(help="Output folder (default EXPORT_DIR or DATA_DIR/dataset).")] = None,
+    quantile: Annotated[Optional[float], typer.Option(help="Toxicity quantile (default EXPORT_QUANTILE).")] = None,
+) -> None:
+    """Write the dialogs at or above the toxicity quantile as JSONL and as a `datasets` dataset."""
+    from services.scraper.config import export_dir
+    from services.scraper.export import NothingToExport, export_dataset
+
+    settings = _settings()
+    with open_database(settings) as engine:
+        try:
+            with recorded_run(engine, "export") as details:
+                summary = export_dataset(engine, out or export_dir(settings),
+                                         settings.export_quantile if quantile is None else quantile)
+                details.update({k: summary[k] for k in ("quantile", "threshold", "dialogs_scored", "dialogs_exported")},
+                               out=summary["files"]["jsonl"])
+        except (NothingToExport, ValueError) as exc:
+            _fail(str(exc))
+    _print(summary)
+
+
+@app.command()
+def stats(runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5) -> None:
+    """Counts, dialog lengths, reply-link resolution, score distribution and recent runs."""
+    from services.scraper import store
+
+    settings = _settings()
+    with open_database(settings) as engine:
+        result = store.database_stats(engine)
+        result["scores"] = store.score_summary(engine)
+        result["runs"] = store.recent_runs(engine, runs)
+    _print(result)
+
+
+@app.command()
+def bench(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of recorded 2ch JSON.")] = DEFAULT_RECORDED,
+    rounds: Annotated[int, typer.Option(help="Passes over the data for the timing.")] = 5,
+    per_file: Annotated[bool, typer.Option(help="Also show the figures of each file.")] = False,
+) -> None:
+    """Posts parsed per second, dialogs, their lengths and resolved reply links, on recorded JSON."""
+    from services.scraper.bench import measure
+
+    settings = _settings()
+    try:
+        result = measure(data_dir, rounds=rounds, max_turns=settings.scraper_max_dialog_turns,
+                         lowercase=settings.scraper_lowercase, drop_quotes=settings.scraper_drop_quotes)
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if not per_file:
+        result.pop("per_file")
+    _print(result)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

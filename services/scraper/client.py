@@ -1,0 +1,188 @@
+"""The 2ch JSON API client: async httpx, polite and stubborn.
+
+- Polite: an honest User-Agent, at most `concurrency` requests in flight, a pause of `delay_s`
+  between the starts of two requests (shared by every task), conditional requests (ETag /
+  Last-Modified) so that an unchanged thread costs a 304, not its whole JSON.
+- Stubborn: 429, 5xx, network errors, timeouts and bodies that are cut short (invalid JSON) are
+  retried with exponential backoff and jitter; a Retry-After from the server wins. Other statuses
+  fail at once; 404/410 mean the thread is gone (deleted or archived), which is no error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+
+from services.scraper import metrics
+from services.scraper.api_models import MalformedResponse, ParsedListing, parse_listing
+from services.scraper.config import ScraperConfig
+
+log = logging.getLogger(__name__)
+
+# A /b/ thread of a thousand posts is a few MB; far bigger is not a thread.
+MAX_BODY_BYTES = 64 * 1024 * 1024
+_RETRY_STATUSES = {429, 500, 502, 503, 504, 507, 520, 521, 522, 523, 524}
+
+
+class FetchError(Exception):
+    """A request that failed for good; `kind` is http, network or malformed."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Fetched:
+    status: Literal["ok", "not_modified", "gone"]
+    data: Any = None
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class DvachClient:
+    """One client per process (or crawl); use as `async with DvachClient(config) as client`."""
+
+    def __init__(self, config: ScraperConfig):
+        self.config = config
+        self._http = httpx.AsyncClient(
+            base_url=config.base_url,
+            timeout=httpx.Timeout(config.timeout_s),
+            headers={"User-Agent": config.user_agent, "Accept": "application/json"},
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
+        )
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._pace_lock = asyncio.Lock()
+        self._next_start = 0.0
+        # Listings are asked for every run: remember the last one to make use of a 304.
+        self._listings: dict[str, tuple[str | None, str | None, ParsedListing]] = {}
+
+    async def __aenter__(self) -> "DvachClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _pace(self) -> None:
+        if self.config.delay_s <= 0:
+            return
+        async with self._pace_lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self.config.delay_s
+            if start > now:
+                await asyncio.sleep(start - now)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.config.backoff_max_s)
+        wait = min(self.config.backoff_s * 2**attempt, self.config.backoff_max_s)
+        return wait * (0.5 + random.random() / 2)  # jitter: retries of parallel tasks spread out
+
+    async def _get_once(self, path: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                async with self._http.stream("GET", path, headers=headers) as response:
+                    chunks, size = [], 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_BODY_BYTES:
+                            raise FetchError("malformed", f"{path}: body larger than {MAX_BODY_BYTES} bytes")
+                        chunks.append(chunk)
+            finally:
+                metrics.HTTP_SECONDS.observe(time.perf_counter() - started)
+        metrics.HTTP_REQUESTS.labels(status=str(response.status_code)).inc()
+        return response, b"".join(chunks)
+
+    async def get_json(self, path: str, *, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+        """GET `path` as JSON, retrying what is worth retrying; raise FetchError when it fails for good."""
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        error = FetchError("network", f"{path}: no attempt made")
+        for attempt in range(self.config.max_retries + 1):
+            retry_after = None
+            await self._pace()
+            try:
+                response, body = await self._get_once(path, headers)
+            except httpx.TransportError as exc:  # connect/read errors, timeouts, a body cut short
+                metrics.HTTP_REQUESTS.labels(status="error").inc()
+                error = FetchError("network", f"{path}: {type(exc).__name__}: {exc}")
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        data = json.loads(body)
+                    except ValueError as exc:
+                        # A 200 whose JSON stops halfway is a transport accident more often than not.
+                        error = FetchError("malformed", f"{path}: invalid JSON ({exc}; {len(body)} bytes)")
+                    else:
+                        return Fetched(
+                            "ok", data, response.headers.get("ETag"), response.headers.get("Last-Modified")
+                        )
+                elif status == 304:
+                    return Fetched("not_modified", etag=etag, last_modified=last_modified)
+                elif status in (404, 410):
+                    return Fetched("gone")
+                elif status in _RETRY_STATUSES:
+                    error = FetchError("http", f"{path}: HTTP {status}")
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
+                else:
+                    raise FetchError("http", f"{path}: HTTP {status}")
+            if attempt < self.config.max_retries:
+                wait = self._backoff(attempt, retry_after)
+                log.info("retrying request", extra={"path": path, "error": str(error), "attempt": attempt + 1,
+                                                    "wait_s": round(wait, 3)})
+                await asyncio.sleep(wait)
+        raise error
+
+    async def listing(self, board: str) -> ParsedListing:
+        """The threads of `board` from `catalog.json`, or `threads.json` where there is no catalog."""
+        for name in ("catalog.json", "threads.json"):
+            path = f"/{board}/{name}"
+            etag, last_modified, cached = self._listings.get(path, (None, None, None))
+            fetched = await self.get_json(path, etag=etag, last_modified=last_modified)
+            if fetched.status == "gone":
+                continue
+            if fetched.status == "not_modified" and cached is not None:
+                return cached
+            try:
+                parsed = parse_listing(fetched.data)
+            except MalformedResponse as exc:
+                raise FetchError("malformed", f"{path}: {exc}") from None
+            self._listings[path] = (fetched.etag, fetched.last_modified, parsed)
+            return parsed
+        raise FetchError("http", f"/{board}/: neither catalog.json nor threads.json exists")
+
+    async def thread(self, board: str, num: int, *, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+        """The JSON of thread `num` (not validated here: the crawler parses it off the event loop)."""
+        return await self.get_json(f"/{board}/res/{num}.json", etag=etag, last_modified=last_modified)

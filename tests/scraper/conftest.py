@@ -1,0 +1,129 @@
+"""Fixtures of the scraper tests: a fresh migrated database per test (cloned from a template made
+once per session on the local Postgres), a local 2ch stand-in, the recorded 2ch JSON (tests that
+need it skip when ../shared/data/2ch is absent), and a client configuration without pauses.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+
+from services.scraper.client import DvachClient
+from services.scraper.config import ScraperConfig
+from services.scraper.crawler import Crawler, RunReport
+from shared.db import make_engine, migrate
+from tests.scraper.dvach_server import DvachServer
+
+PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RECORDED_DIR = Path(os.environ.get("DVACH_RECORDED_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "2ch"))
+
+# The recorded full threads, by board (see ../shared/data/SOURCES.md).
+PO_THREADS = ["dvachbrowser3_8058183.json", "dvachbrowser3_8071880.json", "dvachbrowser3_8073454.json",
+              "imageboard10_po_thread.json"]
+MOBI_CATALOG = "imageboard10_mobi_catalog.json"
+MOBI_SNAPSHOT_1 = "imageboard10_mobi_thread.json"
+MOBI_SNAPSHOT_2 = "imageboard10_mobi_thread_2.json"
+PO_THREADS_LISTING = "imageboard10_threads.json"
+
+
+def _admin(sql: str) -> None:
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def _url(name: str) -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def recorded_dir() -> Path:
+    if not (RECORDED_DIR / PO_THREADS[0]).exists():
+        pytest.skip(f"recorded 2ch JSON not found in {RECORDED_DIR}")
+    return RECORDED_DIR
+
+
+@pytest.fixture(scope="session")
+def template_db() -> Iterator[str]:
+    """A migrated database that each test's database is cloned from (cloning is fast)."""
+    name = f"dvach_scraper_tmpl_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    migrate(_url(name))
+    yield name
+    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def clone_database(template: str) -> str:
+    """A fresh database with the template's (migrated) schema; returns its URL."""
+    name = f"dvach_scraper_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return _url(name)
+
+
+def drop_database(url: str) -> None:
+    _admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture
+def new_database(template_db: str) -> Iterator:
+    """Factory of fresh migrated databases (dropped after the test); returns their URLs."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(clone_database(template_db))
+        return made[-1]
+
+    yield make
+    for url in made:
+        drop_database(url)
+
+
+@pytest.fixture
+def db_url(new_database) -> str:
+    return new_database()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def dvach() -> Iterator[DvachServer]:
+    server = DvachServer().start()
+    yield server
+    server.stop()
+
+
+def serve_recorded(server: DvachServer, recorded: Path, *, mobi_snapshot: str | None = MOBI_SNAPSHOT_2) -> None:
+    """/po/: the four recorded /po/ threads (a catalog made from them); /mobi/: the recorded
+    catalog (its threads other than the recorded one answer 404, as deleted threads do)."""
+    for name in PO_THREADS:
+        server.serve_thread("po", recorded / name)
+    server.boards["mobi"].catalog_file = recorded / MOBI_CATALOG
+    if mobi_snapshot:
+        server.serve_thread("mobi", recorded / mobi_snapshot)
+
+
+def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), **overrides) -> ScraperConfig:
+    """A client configuration for tests: no pauses, quick retries, the real code otherwise."""
+    values = dict(
+        base_url=server.url, boards=boards, min_replies=20, concurrency=2, delay_s=0.0, timeout_s=10.0,
+        max_retries=3, backoff_s=0.01, backoff_max_s=0.05, user_agent="dvach-bot-scraper-test/1.0",
+        max_dialog_turns=6, lowercase=True,
+    )
+    values.update(overrides)
+    return ScraperConfig(**values)
+
+
+async def crawl(engine: Engine, config: ScraperConfig, *, force: bool = False) -> RunReport:
+    """One real crawl run through a fresh client."""
+    async with DvachClient(config) as client:
+        return await Crawler(engine, client, config).run_once(force=force)
