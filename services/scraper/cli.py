@@ -157,7 +157,11 @@ def run(progress: Annotated[bool, typer.Option(help="Show progress bars.")] = Fa
         log.info("metrics served", extra={"port": settings.scraper_metrics_port})
     with open_database(settings) as engine:
         try:
-            _run_async(run_forever(engine, config, settings.scraper_interval_min * 60, progress=progress))
+            _run_async(
+                run_forever(
+                    engine, config, settings.scraper_interval_min * 60, progress=progress, redis_url=settings.redis_url
+                )
+            )
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.info("scraper stopped")
 

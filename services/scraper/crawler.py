@@ -18,6 +18,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
+from shared.scrape_requests import wait_for_crawl_request
+
 from services.scraper import metrics, store
 from services.scraper.api_models import ListingThread, MalformedResponse, parse_thread
 from services.scraper.client import DvachClient, FetchError
@@ -210,8 +212,11 @@ class Crawler:
                                          "posts_added": saved.posts_added, "dialogs_added": saved.dialogs_added})
 
 
-async def run_forever(engine: Engine, config: ScraperConfig, interval_s: float, *, progress: bool = False) -> None:
-    """Crawl every `interval_s` seconds until cancelled; a failed run is logged and retried next time."""
+async def run_forever(
+    engine: Engine, config: ScraperConfig, interval_s: float, *, progress: bool = False, redis_url: str | None = None
+) -> None:
+    """Crawl every `interval_s` seconds until cancelled, or at once when the admin API asks
+    (through Redis, when `redis_url` is set); a failed run is logged and retried next time."""
     async with DvachClient(config) as client:
         crawler = Crawler(engine, client, config, progress=progress)
         while True:
@@ -222,4 +227,6 @@ async def run_forever(engine: Engine, config: ScraperConfig, interval_s: float, 
                 log.error("crawl did not complete", extra={"error": str(exc)})
             except Exception:
                 log.exception("crawl failed")
-            await asyncio.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+            request = await wait_for_crawl_request(redis_url, interval_s - (time.monotonic() - started))
+            if request is not None:
+                log.info("crawl requested through the admin API", extra={"request_id": request.get("request_id")})

@@ -117,3 +117,42 @@ def test_run_crawls_periodically_serves_metrics_and_stops_on_sigterm(db_url, eng
         posts = conn.execute(text("SELECT count(*) FROM posts")).scalar_one()
     assert statuses.count("finished") >= 2 and set(statuses) <= {"finished", "interrupted"}
     assert posts == 131
+
+
+def _finished_runs(port: int) -> float:
+    try:
+        body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.TransportError:
+        return 0.0
+    return next((float(line.split()[-1]) for line in body.splitlines()
+                 if line.startswith('dvach_scraper_runs_total{status="finished"}')), 0.0)
+
+
+def test_run_crawls_at_once_when_the_admin_api_asks(db_url, dvach, recorded_dir, redis_url):
+    """`run` waits on the crawl-request list between scheduled crawls (an hour apart here):
+    a request pushed the way POST /admin/scraper/crawl does starts a crawl right away."""
+    import json
+
+    import redis
+
+    from shared.scrape_requests import CRAWL_REQUESTS_KEY
+
+    dvach.serve_thread("po", recorded_dir / PO_THREADS[1])
+    port = free_port()
+    env = scraper_env(DATABASE_URL=db_url, DVACH_BASE_URL=dvach.url, SCRAPER_BOARDS="po", REDIS_URL=redis_url,
+                      SCRAPER_INTERVAL_MIN="60", SCRAPER_METRICS_PORT=str(port), SCRAPER_METRICS_HOST="127.0.0.1")
+    process = subprocess.Popen([sys.executable, "-m", "services.scraper", "run"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for expected in (1, 2):
+            if expected == 2:
+                redis.Redis.from_url(redis_url).lpush(CRAWL_REQUESTS_KEY, json.dumps({"request_id": "test"}))
+            deadline = time.monotonic() + 60
+            while _finished_runs(port) < expected:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, f"run {expected} did not finish within 60 s"
+                time.sleep(0.2)  # polling interval; the loop waits for the condition
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    assert '"crawl requested through the admin API"' in stderr
