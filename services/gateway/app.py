@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_fastapi_instrumentator import Instrumentator
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from shared.db import make_async_engine
@@ -19,12 +21,22 @@ from services.gateway import queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
 from services.gateway.routes import admin_chats, admin_data, admin_page, admin_system, health, replies
 
+log = logging.getLogger(__name__)
+
 
 async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and what, without echoing the input back: inputs can be huge, and values
     such as 1e999 (inf) cannot even be written as JSON."""
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+    """The database is down or restarting: say so (503) instead of a bare 500; nothing was written
+    (each request's changes are one transaction)."""
+    log.warning("database error", extra={"error": type(exc.orig).__name__ if exc.orig else type(exc).__name__})
+    return JSONResponse({"detail": "the database is unavailable, try again shortly"}, status_code=503,
+                        headers={"Retry-After": "5"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.include_router(health.router)
     app.include_router(replies.router)
     for router in (admin_page.router, admin_system.router, admin_chats.router, admin_data.router):
