@@ -21,7 +21,8 @@ class GenerationParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_new_tokens: int = Field(default=40, ge=1, le=256, description="Most tokens to generate.")
-    temperature: float = Field(default=1.2, gt=0.0, le=5.0, description="Softmax temperature.")
+    # Below 0.05 logits overflow to inf (NaN probabilities); that low is greedy decoding anyway.
+    temperature: float = Field(default=1.2, ge=0.05, le=5.0, description="Softmax temperature.")
     top_k: int = Field(default=10, ge=0, le=1000, description="Keep the k likeliest tokens (0 = off).")
     top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     repetition_penalty: float = Field(default=1.2, ge=1.0, le=5.0, description="CTRL-style penalty.")

@@ -57,7 +57,7 @@ def test_unknown_job_is_404(gateway):
         ({"dialog": ["  "]}, "empty or only whitespace"),
         ({"dialog": ["x"] * 9}, "too many turns"),
         ({"dialog": ["я" * 4097]}, "at most 4096"),
-        ({"dialog": ["x"], "params": {"temperature": 0}}, "greater than 0"),
+        ({"dialog": ["x"], "params": {"temperature": 0}}, "greater than or equal to 0.05"),
         ({"dialog": ["x"], "params": {"top_p": 1.5}}, "less than or equal to 1"),
         ({"dialog": ["x"], "params": {"max_new_tokens": 10_000}}, "less than or equal to 256"),
         ({"dialog": ["x"], "params": {"length": "7"}}, "'1', '2', '3' or '-'"),

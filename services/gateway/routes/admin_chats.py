@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, HTTPException, Query, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from shared.db.models import ChatSettings
 
-from services.gateway.auth import AdminDep
+from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import DbDep
 
-router = APIRouter(prefix="/admin/chats", tags=["admin"], dependencies=[AdminDep])
+# Telegram chat ids are signed 64-bit integers (the column is BIGINT).
+ChatId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="Telegram chat id")]
+NOT_FOUND = {404: {"description": "Unknown chat"}}
+
+router = APIRouter(prefix="/admin/chats", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
 
 class ChatOut(BaseModel):
@@ -50,21 +56,21 @@ async def _get(db, chat_id: int) -> ChatSettings:
 
 
 @router.get("", response_model=list[ChatOut], summary="Chats the bot knows, most recently changed first")
-async def list_chats(db: DbDep, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)):
+async def list_chats(db: DbDep, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=10**9)):
     rows = await db.scalars(
         select(ChatSettings).order_by(ChatSettings.updated_at.desc(), ChatSettings.chat_id).limit(limit).offset(offset)
     )
     return list(rows)
 
 
-@router.get("/{chat_id}", response_model=ChatOut, responses={404: {"description": "Unknown chat"}}, summary="One chat")
-async def show_chat(chat_id: int, db: DbDep):
+@router.get("/{chat_id}", response_model=ChatOut, responses=NOT_FOUND, summary="One chat")
+async def show_chat(chat_id: ChatId, db: DbDep):
     return await _get(db, chat_id)
 
 
-@router.patch("/{chat_id}", response_model=ChatOut, responses={404: {"description": "Unknown chat"}},
+@router.patch("/{chat_id}", response_model=ChatOut, responses=NOT_FOUND,
               summary="Change a chat's settings")
-async def update_chat(chat_id: int, changes: ChatUpdate, db: DbDep):
+async def update_chat(chat_id: ChatId, changes: ChatUpdate, db: DbDep):
     chat = await _get(db, chat_id)
     for field, value in changes.model_dump(exclude_none=True).items():
         setattr(chat, field, value)
@@ -73,11 +79,11 @@ async def update_chat(chat_id: int, changes: ChatUpdate, db: DbDep):
     return chat
 
 
-@router.post("/{chat_id}/mute", response_model=ChatOut, summary="Silence the bot in a chat")
-async def mute_chat(chat_id: int, db: DbDep):
+@router.post("/{chat_id}/mute", response_model=ChatOut, responses=NOT_FOUND, summary="Silence the bot in a chat")
+async def mute_chat(chat_id: ChatId, db: DbDep):
     return await update_chat(chat_id, ChatUpdate(muted=True), db)
 
 
-@router.post("/{chat_id}/unmute", response_model=ChatOut, summary="Let the bot speak in a chat again")
-async def unmute_chat(chat_id: int, db: DbDep):
+@router.post("/{chat_id}/unmute", response_model=ChatOut, responses=NOT_FOUND, summary="Let the bot speak in a chat again")
+async def unmute_chat(chat_id: ChatId, db: DbDep):
     return await update_chat(chat_id, ChatUpdate(muted=False), db)

@@ -14,10 +14,10 @@ from sqlalchemy import func, select
 from shared.db.models import Dialog, Post, ScrapeRun, Thread
 from shared.scrape_requests import CRAWL_REQUESTS_KEY
 
-from services.gateway.auth import AdminDep
+from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep, DbDep
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
 
 class ScrapeRunOut(BaseModel):

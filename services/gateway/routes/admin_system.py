@@ -13,10 +13,10 @@ from shared import ops_state
 from shared.generation_client import BackendUnavailable
 from shared.schemas import TASK_NAME
 
-from services.gateway.auth import AdminDep
+from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
 
 class QueueDepths(BaseModel):

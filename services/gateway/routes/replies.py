@@ -19,6 +19,8 @@ router = APIRouter(prefix="/v1", tags=["replies"])
 REPLIES = Counter("dvach_gateway_replies_total", "Reply requests by outcome", ["outcome"])
 
 _ERRORS = {
+    400: {"description": "The body is not parseable (not JSON, broken encoding)", "model": ErrorResponse},
+    413: {"description": "The body is larger than MAX_BODY_BYTES", "model": ErrorResponse},
     422: {"description": "The dialog or the parameters are invalid", "model": ErrorResponse},
     502: {"description": "The worker failed to make a reply", "model": ErrorResponse},
     503: {"description": "No worker answered in time (see Retry-After)", "model": ErrorResponse},
