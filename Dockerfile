@@ -1,41 +1,92 @@
-# One image, one target per service. CPU build of torch, non-root, no secrets in layers.
-#   docker build --target worker -t dvach-bot/worker .
-FROM python:3.11-slim-bookworm AS base
-ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    HF_HOME=/models/hf-cache DATA_DIR=/data LOG_FORMAT=json
-RUN apt-get update && apt-get install -y --no-install-recommends curl tini && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid app --home /app app \
- && mkdir -p /app /data /models && chown app:app /data /models
+# One Dockerfile, one target per service; every target shares the layers of `base`.
+#   docker build --target gateway -t dvach-bot/gateway .    (targets: gateway worker bot scraper trainer)
+# docker compose builds them all (docker-compose.yml); docs/deploy.md has the rest.
+#
+# - slim Debian base, CPU-only torch wheel (the default index would pull CUDA, several GB);
+# - a non-root user (uid 10001), the code read-only under /app;
+# - writable state only on volumes: /data (DATA_DIR: caches, converted models) and /models
+#   (MODEL_STORE_DIR and the Hugging Face cache, shared by the trainer and the workers);
+# - no secrets in any layer: tokens and passwords come from the environment at run time
+#   (.env for compose, a Secret in Kubernetes); .dockerignore keeps .env out of the context.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS base
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONPATH=/app \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    DATA_DIR=/data \
+    MODEL_STORE_DIR=/models/store \
+    DEMO_MODEL_DIR=/data/demo-model \
+    HF_HOME=/models/hf-cache \
+    HF_HUB_DISABLE_PROGRESS_BARS=1 \
+    LOG_FORMAT=json
+# tini reaps zombies and forwards SIGTERM (Celery's warm shutdown) to the service.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends tini=0.19.0-1+b3 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app \
+ && mkdir -p /app /data /models/store /models/hf-cache \
+ && chown -R app:app /data /models
 WORKDIR /app
-# The CPU wheel of torch (the default index would bring CUDA, several GB).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-COPY pyproject.toml README.md ./
+
+# Dependencies first (this layer changes only with pyproject.toml): torch from the CPU index,
+# pinned to the version the project is measured on, then the rest of the pinned list.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt
+# The torch pin is read from pyproject.toml (hadolint cannot see it through the variable).
+# hadolint ignore=DL3013
+RUN TORCH="$(grep -E '^torch==' /tmp/requirements.txt)" \
+ && pip install --index-url https://download.pytorch.org/whl/cpu "$TORCH" \
+ && pip install -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+# The code (runs from /app through PYTHONPATH; nothing of it is writable by the app user).
+COPY alembic.ini ./
+COPY migrations ./migrations
 COPY shared ./shared
 COPY services ./services
-COPY migrations ./migrations
-COPY alembic.ini ./
-RUN pip install . && python -c "import shared.settings, services.gateway.app"
-USER app
+# Every service's entry module imports (the worker's Celery app needs some REDIS_URL to be built;
+# nothing connects, and the value stays in this RUN only).
+RUN REDIS_URL=redis://build-check.invalid:6379/0 python -c "import shared.settings, services.gateway.app, services.inference_worker.app, services.inference_worker.tasks, services.bot.main, services.scraper.cli, services.trainer.cli" \
+ && python -m compileall -q /app/shared /app/services /app/migrations
+USER 10001:10001
 ENTRYPOINT ["tini", "--"]
 
 FROM base AS gateway
+ENV GATEWAY_HOST=0.0.0.0 GATEWAY_PORT=8000
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --retries=3 CMD curl -fsS http://127.0.0.1:8000/healthz || exit 1
-ENV GATEWAY_HOST=0.0.0.0
+# Liveness of the process (the same endpoint the Kubernetes liveness probe uses).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT','8000'), timeout=2)"]
 CMD ["python", "-m", "services.gateway"]
 
 FROM base AS worker
-VOLUME ["/models"]
-HEALTHCHECK --interval=30s --timeout=15s --start-period=300s --retries=3 \
-  CMD celery -A services.inference_worker.app inspect ping -d "worker@$HOSTNAME" --timeout 10 || exit 1
+EXPOSE 9101
+VOLUME ["/data", "/models"]
+# Healthy once the model is loaded: /metrics (served by the worker's main process) shows
+# dvach_worker_model_info{...} 1.0. The same check is the Kubernetes startup/readiness probe.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
+  CMD ["python", "-c", "import os,sys,urllib.request; t=urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('WORKER_METRICS_PORT','9101'), timeout=3).read().decode(); sys.exit(0 if any(l.startswith('dvach_worker_model_info{') and l.rstrip().endswith(' 1.0') for l in t.splitlines()) else 1)"]
+# SIGTERM = Celery's warm shutdown: the job in hand finishes, nothing new is taken.
+STOPSIGNAL SIGTERM
 CMD ["python", "-m", "services.inference_worker", "-n", "worker@%h"]
 
 FROM base AS bot
+EXPOSE 9103
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('BOT_METRICS_PORT','9103'), timeout=3)"]
 CMD ["python", "-m", "services.bot"]
 
 FROM base AS scraper
+EXPOSE 9102
+VOLUME ["/data"]
 CMD ["python", "-m", "services.scraper", "run"]
 
 FROM base AS trainer
-VOLUME ["/models"]
+VOLUME ["/data", "/models"]
 CMD ["python", "-m", "services.trainer", "--help"]

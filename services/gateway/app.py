@@ -19,7 +19,7 @@ from shared.settings import Settings, get_settings
 
 from services.gateway import queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
-from services.gateway.routes import admin_chats, admin_data, admin_page, admin_system, health, replies
+from services.gateway.routes import admin_chats, admin_data, admin_models, admin_page, admin_system, health, replies
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         refresher = asyncio.create_task(queue_metrics.refresh_forever(app.state.client))
         yield
         refresher.cancel()
+        if getattr(app.state, "sync_engine", None) is not None:  # made on first use by admin_models
+            app.state.sync_engine.dispose()
+            app.state.sync_redis.close()
         await app.state.client.close()
         if engine is not None:
             await engine.dispose()
@@ -65,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_error)
     app.include_router(health.router)
     app.include_router(replies.router)
-    for router in (admin_page.router, admin_system.router, admin_chats.router, admin_data.router):
+    for router in (admin_page.router, admin_system.router, admin_chats.router, admin_models.router, admin_data.router):
         app.include_router(router)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
