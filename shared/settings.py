@@ -70,17 +70,20 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9101, ge=0, description="Worker's /metrics port (0: off).")
 
     # --- gateway ------------------------------------------------------------------------------
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = 8000
+    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on (0.0.0.0 in containers).")
+    gateway_port: int = Field(default=8000, description="Port of the gateway.")
     max_dialog_turns: int = Field(default=8, ge=1, description="Most turns a reply request may carry.")
     max_turn_chars: int = Field(default=4096, ge=1, description="Longest turn a request may carry (characters).")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Bigger request bodies get 413.")
+    max_queue_depth: int = Field(
+        default=200, ge=1, description="Backpressure: with this many jobs waiting, new requests get 503 at once."
+    )
 
     # --- secrets and external services ------------------------------------------------------
-    telegram_bot_token: SecretStr | None = None
-    telegram_api_url: str = "https://api.telegram.org"
-    admin_token: SecretStr | None = None
-    dvach_base_url: str = "https://2ch.hk"
+    telegram_bot_token: SecretStr | None = Field(default=None, description="Bot token from @BotFather (secret).")
+    telegram_api_url: str = Field(default="https://api.telegram.org", description="Bot API server (a local one in tests).")
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin (secret); unset: admin off.")
+    dvach_base_url: str = Field(default="https://2ch.hk", description="Base URL of the 2ch JSON API.")
 
     # --- scraper (services/scraper; docs/scraper.md) ---------------------------------------
     scraper_boards: str = Field(default="b", description="Boards to crawl, comma-separated (e.g. `b,po`).")
@@ -119,7 +122,8 @@ class Settings(BaseSettings):
     )
     toxicity_label: str | None = Field(
         default=None,
-        description="Name or index of the toxic class; unset: a label named toxic/insult..., else index 1.",
+        description="Name or index of the toxic class; unset: a class named toxic, else 1 - p(non-toxic), "
+        "else class 1 of two.",
     )
     toxicity_batch_size: int = Field(default=32, ge=1, description="Dialogs scored per batch (and per commit).")
     toxicity_max_tokens: int = Field(default=256, ge=8, description="The reply turn is cut to this many tokens.")
@@ -194,8 +198,39 @@ class Settings(BaseSettings):
     )
     # --- end trainer
 
-    log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    # --- inference (services/inference_worker; docs/inference.md) ----------------------------
+    inference_threads: int = Field(
+        default=0, ge=0, description="Cores a worker process uses; 0 = TORCH_THREADS if set, else its CPU affinity."
+    )
+    inference_lanes: int = Field(
+        default=0, ge=0, description="Generations at once on one copy of the weights; 0 = one per core (ctranslate2)."
+    )
+    inference_threads_per_lane: int = Field(
+        default=0, ge=0, description="Threads of one generation; 0 = all the process's cores (measured best)."
+    )
+    inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
+    inference_batch_wait_ms: float = Field(
+        default=8.0, ge=0, le=1000, description="How long the first job of a burst waits for others to batch with."
+    )
+    inference_bulk_lanes: int = Field(
+        default=0, ge=0, description="Lanes bulk jobs may hold at once; 0 = all but one (kept for interactive jobs)."
+    )
+    inference_slots: int = Field(
+        default=8, ge=1, le=256, description="Jobs a threads-pool worker takes from the queues at once (its concurrency)."
+    )
+    inference_quantization: Literal["int8", "float32"] = Field(
+        default="int8", description="Weights of the ctranslate2 backend (float32: for parity checks)."
+    )
+    inference_cache_dir: Path | None = Field(
+        default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/ct2-cache."
+    )
+    worker_pool: Literal["auto", "prefork", "threads"] = Field(
+        default="auto", description="Celery pool; auto = threads unless INFERENCE_BACKEND=transformers (prefork)."
+    )
+    # --- end inference
+
+    log_level: str = Field(default="INFO", description="Logging level.")
+    log_format: Literal["json", "console"] = Field(default="json", description="json: one object per line.")
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> "Settings":
@@ -213,3 +248,19 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """The settings as a Markdown table (environment name, default, meaning), for the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default.relative_to(REPO_ROOT)) if default.is_relative_to(REPO_ROOT) else str(default)
+        shown = "unset" if default is None else f"`{default}`"
+        rows.append(f"| `{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(settings_table())
