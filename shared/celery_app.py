@@ -12,7 +12,7 @@ Reliability choices (see FACTS.md):
 from __future__ import annotations
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from shared.schemas import TASK_NAME
 from shared.settings import Settings
@@ -57,7 +57,8 @@ def create_celery_app(settings: Settings, *, name: str = "dvach") -> Celery:
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         broker_connection_retry_on_startup=True,
         redis_backend_health_check_interval=10,
-        task_queues=[Queue(QUEUE_INTERACTIVE), Queue(QUEUE_BULK)],
+        # Each queue its own direct exchange and routing key: a job lands in the list it names.
+        task_queues=[Queue(name, Exchange(name, type="direct"), routing_key=name) for name in QUEUES],
         task_default_queue=QUEUE_INTERACTIVE,
         task_routes={TASK_NAME: {"queue": QUEUE_INTERACTIVE}},
         task_create_missing_queues=False,
