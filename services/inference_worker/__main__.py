@@ -1,6 +1,8 @@
 """`python -m services.inference_worker`: a Celery worker on both queues, interactive first.
 
-One prefork child per process by default (one model copy); scale with more processes or pods.
+One model copy per process. With the ctranslate2 backend (the default) the process runs a threads
+pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with transformers one prefork
+child. Scale with more processes or pods.
 Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`).
 """
 
@@ -22,13 +24,27 @@ def prepare_metrics_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def pool_args() -> list[str]:
+    """Threads pool for a backend with lanes (several jobs share one model in one process),
+    prefork with one child for transformers (docs/inference.md, "Concurrency")."""
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    pool = settings.worker_pool
+    if pool == "auto":
+        pool = "prefork" if settings.inference_backend == "transformers" else "threads"
+    if pool == "threads":
+        return ["--pool", "threads", "--concurrency", str(settings.inference_slots)]
+    return ["--pool", "prefork", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1")]
+
+
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     prepare_metrics_dir()
     from services.inference_worker.app import app
 
-    argv = ["worker", "--pool", "prefork", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1"),
-            "--queues", ",".join(QUEUES), "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    argv = ["worker", *pool_args(), "--queues", ",".join(QUEUES), "--loglevel", "INFO",
+            "--without-gossip", "--without-mingle"]
     app.worker_main(argv + sys.argv[1:])
 
 

@@ -1,7 +1,8 @@
 """The worker's Celery app: `celery -A services.inference_worker.app worker ...`.
 
-Nothing here imports torch: the parent process forks children that each load the model
-in `worker_process_init` (see runtime.py).
+Nothing here imports torch: with the prefork pool the parent forks children that each load the
+model in `worker_process_init`; with the threads pool (the default for the ctranslate2 backend,
+docs/inference.md) the one process loads it in `worker_init`, before it takes jobs (runtime.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,26 @@ def _load_model(**_kwargs) -> None:
         runtime.load(settings)
     except Exception:
         log.exception("model failed to load; this worker child exits")
+        os._exit(1)
+
+
+def uses_prefork(worker) -> bool:
+    pool = getattr(worker, "pool_cls", "prefork")
+    return "prefork" in (pool if isinstance(pool, str) else f"{pool.__module__}.{pool.__qualname__}").lower()
+
+
+@worker_init.connect
+def _load_model_in_process(sender=None, **_kwargs) -> None:
+    """Threads (or solo) pool: no children, the model loads here, before the first job is taken."""
+    if sender is None or uses_prefork(sender):
+        return
+    configure_from_settings(settings)  # Celery sets logging up after this signal; the load logs now
+    from services.inference_worker.runtime import runtime
+
+    try:
+        runtime.load(settings)
+    except Exception:
+        log.exception("model failed to load; the worker exits")
         os._exit(1)
 
 

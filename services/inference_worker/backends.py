@@ -8,6 +8,7 @@ Sampling parameters mean the same in every backend.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -24,13 +25,44 @@ class Continuation:
     text: str
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0))
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How a backend uses the machine (settings: the `# --- inference` block; docs/inference.md).
+
+    `threads` is the cores the process may use (0 = its CPU affinity). `lanes` is how many
+    generations run at once on one copy of the weights (0 = the backend's best for `threads`);
+    `threads_per_lane` the threads each of them uses (0 = the backend's best).
+    """
+
+    threads: int = 0
+    lanes: int = 0
+    threads_per_lane: int = 0
+    quantization: str = "int8"
+    cache_dir: Path | None = None
+
+    @property
+    def cores(self) -> int:
+        return self.threads or usable_cores()
+
+
 class Backend(ABC):
-    """A loaded model that can continue prompts. One instance per worker process."""
+    """A loaded model that can continue prompts. One instance per worker process.
+
+    `lanes` generations may run at once (each `continue_prompts` call is one, from its own thread);
+    a backend with one lane is called from one thread at a time.
+    """
 
     name: str = "abstract"
+    lanes: int = 1
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, options: BackendOptions | None = None):
         self.model_dir = Path(model_dir)
+        self.options = options or BackendOptions()
         self.load_seconds = 0.0
 
     @property
@@ -55,13 +87,16 @@ class TransformersBackend(Backend):
     """Plain transformers `generate` in float32: the reference (and the seed's way)."""
 
     name = "transformers"
+    lanes = 1  # torch already spreads one generation over all threads
 
-    def __init__(self, model_dir: Path):
-        super().__init__(model_dir)
+    def __init__(self, model_dir: Path, options: BackendOptions | None = None):
+        super().__init__(model_dir, options)
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         started = time.perf_counter()
+        torch.set_num_threads(self.options.threads_per_lane or self.options.cores)
+        self.threads = torch.get_num_threads()
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -107,19 +142,29 @@ class TransformersBackend(Backend):
         return results
 
 
-BACKENDS: dict[str, type[Backend]] = {"transformers": TransformersBackend}
+def _ctranslate2_backend(model_dir: Path, options: BackendOptions | None = None) -> Backend:
+    # Imported on use: the module needs ctranslate2, which the transformers path does not.
+    from services.inference_worker.ctranslate2_backend import CTranslate2Backend
+
+    return CTranslate2Backend(model_dir, options)
 
 
-def load_backend(kind: str, model_dir: Path) -> Backend:
+BACKENDS: dict[str, type[Backend] | object] = {
+    "transformers": TransformersBackend,
+    "ctranslate2": _ctranslate2_backend,
+}
+AUTO_ORDER = ("ctranslate2", "transformers")  # fastest first
+
+
+def load_backend(kind: str, model_dir: Path, options: BackendOptions | None = None) -> Backend:
     """Load `kind` ("auto" = the fastest that loads) for the model in `model_dir`."""
     if kind == "auto":
-        for candidate in ("ctranslate2", "transformers"):
-            if candidate in BACKENDS:
-                try:
-                    return BACKENDS[candidate](model_dir)
-                except Exception as exc:  # the fast one may not load (conversion, CPU support)
-                    log.warning("backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)})
+        for candidate in AUTO_ORDER:
+            try:
+                return BACKENDS[candidate](model_dir, options)
+            except Exception as exc:  # the fast one may not load (conversion, CPU support)
+                log.warning("backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)[:500]})
         raise RuntimeError(f"no inference backend could load {model_dir}")
     if kind not in BACKENDS:
         raise ValueError(f"unknown INFERENCE_BACKEND {kind!r}; choose one of {sorted(BACKENDS)} or auto")
-    return BACKENDS[kind](model_dir)
+    return BACKENDS[kind](model_dir, options)

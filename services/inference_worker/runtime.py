@@ -1,23 +1,43 @@
 """The model of this worker process: loaded once, in the child, before its first job.
 
-Torch and OpenMP are never touched in the parent before fork (FACTS.md); `load()` runs from
-Celery's `worker_process_init` signal in each child, sets the thread count, loads, and warms up.
+Torch and OpenMP are never touched in the parent before fork (FACTS.md); with the prefork pool
+`load()` runs from Celery's `worker_process_init` signal in each child, with the threads pool from
+`worker_init` in the one process (no fork). The backend sets its thread counts, loads, and warms up.
+Jobs reach the generator through the scheduler (scheduler.py), which runs several at once when the
+backend has more than one lane.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 
 from shared.schemas import GenerationParams
 from shared.settings import Settings
 
-from services.inference_worker.backends import Backend, load_backend
+from services.inference_worker.backends import Backend, BackendOptions, load_backend
 from services.inference_worker.generation import Generator
 from services.inference_worker.model_source import ModelSource, resolve_model
+from services.inference_worker.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
+
+
+def backend_options(settings: Settings) -> BackendOptions:
+    """The `# --- inference` settings as the backend sees them (docs/inference.md)."""
+    return BackendOptions(
+        threads=settings.inference_threads or settings.torch_threads,
+        lanes=settings.inference_lanes,
+        threads_per_lane=settings.inference_threads_per_lane,
+        quantization=settings.inference_quantization,
+        cache_dir=settings.inference_cache_dir or settings.data_dir / "ct2-cache",
+    )
+
+
+def backend_threads(backend: Backend) -> int:
+    return getattr(backend, "threads_per_lane", None) or getattr(backend, "threads", 0)
 
 
 class ModelRuntime:
@@ -35,13 +55,15 @@ class ModelRuntime:
         return self.source.version if self.source else "none"
 
     def load(self, settings: Settings) -> None:
-        import torch
+        from services.inference_worker.model_versions import load_active_version
 
-        threads = settings.torch_threads or len(os.sched_getaffinity(0))
-        torch.set_num_threads(threads)
+        if load_active_version(self, settings):  # a published version is active: serve it (model_versions.py)
+            return
         started = time.perf_counter()
         source = resolve_model(settings)
-        backend = load_backend(settings.inference_backend, source.path)
+        # Thread counts go to the backend, which sets them itself (torch only for transformers).
+        backend = load_backend(settings.inference_backend, source.path, backend_options(settings))
+        threads = backend_threads(backend)
         generator = Generator(
             backend, max_turn_tokens=settings.max_turn_tokens, max_context_tokens=settings.max_context_tokens
         )
@@ -59,10 +81,32 @@ class ModelRuntime:
                 "model_version": source.version,
                 "path": str(source.path),
                 "backend": backend.name,
-                "torch_threads": threads,
+                "threads": threads,
+                "lanes": backend.lanes,
                 "load_s": round(time.perf_counter() - started, 2),
             },
         )
 
 
 runtime = ModelRuntime()
+_scheduler: Scheduler | None = None
+_scheduler_lock = threading.Lock()
+
+
+def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
+    """This process's scheduler (made on first use, after the model loaded).
+
+    It reads `runtime.generator` for each batch, so a model version switched in by
+    model_versions.py serves the next batch, while batches in flight finish on the old one.
+    """
+    global _scheduler
+    with _scheduler_lock:
+        if _scheduler is None or _scheduler.pid != os.getpid():
+            _scheduler = Scheduler(
+                lambda: runtime.generator,
+                lanes=runtime.backend.lanes,
+                max_batch=settings.inference_max_batch,
+                batch_wait_s=settings.inference_batch_wait_ms / 1000,
+                bulk_lanes=settings.inference_bulk_lanes or None,
+            )
+        return _scheduler

@@ -8,11 +8,13 @@ import time
 
 from celery import Task
 
+from shared.celery_app import QUEUE_BULK
 from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
 
 from services.inference_worker import metrics
 from services.inference_worker.app import app, settings
-from services.inference_worker.runtime import runtime
+from services.inference_worker.model_versions import switch_if_activated
+from services.inference_worker.runtime import runtime, scheduler_for
 
 log = logging.getLogger(__name__)
 HOSTNAME = socket.gethostname()
@@ -33,7 +35,11 @@ def generate(self: Task, **payload) -> dict:
         raise DeadlineExpired(f"deadline passed {started - task.deadline:.1f}s before the job was taken")
     if not runtime.loaded:  # a solo/threads pool has no worker_process_init: load on first use
         runtime.load(settings)
-    reply = runtime.generator.reply(task.dialog, task.params)
+    switch_if_activated(runtime, settings)  # a newly activated version is loaded before this job
+    # The scheduler batches this job with others and runs it on a free lane (scheduler.py); the wait
+    # is bounded here too, since a threads pool has no time limits (docs/inference.md).
+    priority = "bulk" if (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK else "interactive"
+    reply = scheduler_for(runtime, settings).reply(task.dialog, task.params, priority, timeout=settings.task_time_limit_s)
     generate_ms = int((time.time() - started) * 1000)
     metrics.GENERATION_SECONDS.observe(generate_ms / 1000)
     metrics.GENERATED_TOKENS.inc(reply.new_tokens)

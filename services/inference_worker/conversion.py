@@ -1,0 +1,187 @@
+"""Hugging Face checkpoint -> CTranslate2 model, converted once and cached beside the checkpoint.
+
+    python -m services.inference_worker.conversion MODEL_DIR [--quantization int8] [--out DIR]
+
+converts at publish time; a worker converts on first use (`ensure_converted`). The converted model
+lives in `<model_dir>/ct2-<quantization>/`, or, when the model folder is read-only (a hub snapshot),
+under the cache folder in a subfolder named after the checkpoint's path. It holds CTranslate2's
+`model.bin`, `config.json`, `vocabulary.json`, the fast tokenizer (`tokenizer.json`) and
+`dvach-conversion.json` (what it was made from). A conversion is reused while the checkpoint's files
+are unchanged (names, sizes, modification times); two processes never convert at once (a file lock)
+and a half-written conversion is never seen (it is written to a temporary folder, then renamed).
+
+The conversion runs in a child process: loading the float32 checkpoint takes about 1.5 GB for 355M
+parameters, memory a worker would otherwise keep after it has moved on to the int8 model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+QUANTIZATIONS = ("int8", "float32")
+META_FILE = "dvach-conversion.json"
+# Files whose change means the checkpoint changed (weights, config, tokenizer).
+_SOURCE_PATTERNS = ("config.json", "*.safetensors", "*.bin", "tokenizer.json", "vocab.json", "merges.txt",
+                    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+class ConversionError(RuntimeError):
+    """The checkpoint cannot be converted; the message says what is wrong and what to do."""
+
+
+def source_fingerprint(model_dir: Path) -> str:
+    """A hash of the names, sizes and modification times of the checkpoint's files."""
+    model_dir = Path(model_dir)
+    entries = []
+    for pattern in _SOURCE_PATTERNS:
+        for path in sorted(model_dir.glob(pattern)):
+            stat = path.stat()
+            entries.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    if not entries:
+        raise ConversionError(f"{model_dir} holds no checkpoint (no config.json or weights)")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:20]
+
+
+def converted_dir(model_dir: Path, quantization: str, cache_dir: Path) -> Path:
+    """Where the conversion of `model_dir` lives: beside it if writable, else under `cache_dir`."""
+    model_dir = Path(model_dir).resolve()
+    name = f"ct2-{quantization}"
+    if os.access(model_dir, os.W_OK):
+        return model_dir / name
+    tag = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{model_dir.name}-{tag}" / name
+
+
+def read_meta(out_dir: Path) -> dict | None:
+    try:
+        return json.loads((Path(out_dir) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None) -> Path:
+    """The folder of the CTranslate2 conversion of `model_dir`, converting it first if needed.
+
+    Raises ConversionError (with the converter's own explanation) when the checkpoint cannot be converted.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
+    model_dir = Path(model_dir).resolve()
+    out = converted_dir(model_dir, quantization, cache_dir or model_dir.parent)
+    fingerprint = source_fingerprint(model_dir)
+    if _is_current(out, fingerprint):
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the conversion done
+        if _is_current(out, fingerprint):
+            return out
+        tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        started = time.perf_counter()
+        log.info("converting the model for CTranslate2", extra={"model": str(model_dir), "quantization": quantization, "out": str(out)})
+        try:
+            _convert_in_child(model_dir, tmp, quantization)
+            meta = {"source": str(model_dir), "fingerprint": fingerprint, "quantization": quantization,
+                    "converted_at": time.time(), "seconds": round(time.perf_counter() - started, 1)}
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+            if out.exists():  # a stale conversion of an older checkpoint: swap it out
+                stale = out.parent / f".{out.name}.stale-{os.getpid()}"
+                os.rename(out, stale)
+                os.rename(tmp, out)
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                os.rename(tmp, out)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.info("model converted", extra={"out": str(out), "seconds": round(time.perf_counter() - started, 1)})
+    return out
+
+
+def _is_current(out: Path, fingerprint: str) -> bool:
+    meta = read_meta(out)
+    return bool(meta) and meta.get("fingerprint") == fingerprint and (out / "model.bin").exists()
+
+
+def _convert_in_child(model_dir: Path, out: Path, quantization: str) -> None:
+    args = [sys.executable, "-m", "services.inference_worker.conversion", str(model_dir),
+            "--out", str(out), "--quantization", quantization]
+    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        reason = next((line.split(":", 1)[1].strip() for line in reversed(lines) if line.startswith("ConversionError:")), None)
+        raise ConversionError(reason or f"conversion of {model_dir} failed:\n" + "\n".join(lines[-15:]))
+
+
+def check_vocabulary(model_dir: Path):
+    """The checkpoint's tokenizer, after checking that its size equals the model's vocabulary."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(model_dir)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except Exception as exc:  # missing or broken tokenizer files
+        raise ConversionError(f"{model_dir} has no usable tokenizer ({type(exc).__name__}: {exc}); "
+                              "the converter needs the tokenizer saved in the model folder") from exc
+    if len(tokenizer) != config.vocab_size:
+        added = sorted(tokenizer.get_added_vocab())
+        raise ConversionError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size} "
+            f"(config.json vocab_size). CTranslate2 maps every token to a row of the embedding matrix, so they must "
+            f"be equal. Tokens added to the tokenizer: {added[:10]}{' ...' if len(added) > 10 else ''}. Fix the "
+            f"checkpoint: drop the added tokens, or resize the embeddings (model.resize_token_embeddings(len(tokenizer))) "
+            f"and save it again."
+        )
+    if tokenizer.eos_token is None:
+        raise ConversionError(f"the tokenizer of {model_dir} has no eos token; the prompt format needs one")
+    return tokenizer
+
+
+def convert(model_dir: Path, out: Path, quantization: str = "int8") -> Path:
+    """Convert in this process (the child of `ensure_converted`, or the publish-time CLI)."""
+    import ctranslate2.converters
+
+    tokenizer = check_vocabulary(model_dir)
+    ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
+        str(out), quantization=quantization, force=True
+    )
+    # The worker tokenizes with the `tokenizers` library alone (no transformers/torch in its memory).
+    tokenizer.backend_tokenizer.save(str(Path(out) / "tokenizer.json"))
+    (Path(out) / "dvach-tokenizer.json").write_text(
+        json.dumps({"eos_token": tokenizer.eos_token, "eos_token_id": tokenizer.eos_token_id, "size": len(tokenizer)})
+    )
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Convert a GPT-2 checkpoint for the CTranslate2 backend.")
+    parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8")
+    parser.add_argument("--out", type=Path, help="write here (default: the cached place, via the lock)")
+    args = parser.parse_args(argv)
+    try:
+        if args.out:
+            convert(args.model_dir, args.out, args.quantization)
+            print(args.out)
+        else:
+            logging.basicConfig(level=logging.INFO)
+            print(ensure_converted(args.model_dir, args.quantization))
+    except ConversionError as exc:
+        print(f"ConversionError: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The fast backend: CTranslate2 with int8 weights (float32 for parity checks).
+
+One `ctranslate2.Generator` holds one copy of the weights; its `inter_threads` replicas (our
+"lanes") share them and each runs one batch at a time on `intra_threads` threads, so a worker
+process serves several generations at once without a second copy of the model. The checkpoint is
+converted on first use and cached (conversion.py). Tokenization uses the `tokenizers` library
+alone, so neither torch nor transformers is loaded in a worker that serves this backend.
+
+Sampling parameters mean what they mean in transformers' `generate` (the reference):
+repetition penalty (CTRL-style, over the prompt and the reply so far), then temperature, top-k
+(0 = off) and top-p over what is left, then a draw; stop at eos; `max_new_tokens` counts new
+tokens only. One difference could not be removed: CTranslate2 4.8 has no per-call random seed
+(its random generators are per thread, seeded once), so a job with `seed` is sampled here, in
+numpy, from the logits CTranslate2 computes one step at a time: reproducible, with the same
+semantics, but about as slow as the seed's way. Jobs without a seed take the fast path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from shared.schemas import GenerationParams
+
+from services.inference_worker.backends import Backend, BackendOptions, Continuation
+from services.inference_worker.conversion import ensure_converted
+
+log = logging.getLogger(__name__)
+
+
+def default_lanes(cores: int) -> int:
+    """Generations at once: one per core (measured best on 2 cores, docs/inference.md)."""
+    return max(1, cores)
+
+
+def default_threads_per_lane(cores: int, lanes: int) -> int:
+    """Threads per generation: all cores (a lone request gets the whole machine; see docs)."""
+    return max(1, cores)
+
+
+class CTranslate2Backend(Backend):
+    name = "ctranslate2"
+
+    def __init__(self, model_dir: Path, options: BackendOptions | None = None):
+        super().__init__(model_dir, options)
+        import ctranslate2
+        from tokenizers import Tokenizer
+
+        started = time.perf_counter()
+        opts = self.options
+        cache_dir = opts.cache_dir or Path(model_dir).resolve().parent
+        self.converted_dir = ensure_converted(Path(model_dir), opts.quantization, cache_dir)
+        cores = opts.cores
+        self.lanes = opts.lanes or default_lanes(cores)
+        self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(cores, self.lanes)
+        self.generator = ctranslate2.Generator(
+            str(self.converted_dir),
+            device="cpu",
+            compute_type=opts.quantization,
+            inter_threads=self.lanes,
+            intra_threads=self.threads_per_lane,
+        )
+        self.tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
+        meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
+        self._eos_token, self.eos_token_id = meta["eos_token"], meta["eos_token_id"]
+        self.vocabulary: list[str] = json.loads((self.converted_dir / "vocabulary.json").read_text())
+        self.load_seconds = time.perf_counter() - started
+
+    @property
+    def eos_token(self) -> str:
+        return self._eos_token
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
+
+    def _tokens(self, ids: list[int]) -> list[str]:
+        # CTranslate2 takes token strings; GPT-2's byte-level tokens map one to one to ids.
+        return [self.vocabulary[i] for i in ids]
+
+    def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
+        """One batch on one lane (the caller runs at most `lanes` of these at once)."""
+        if params.seed is not None:
+            return [self._sample_reproducibly(prompt, params) for prompt in prompts]
+        lengths = {len(p) for p in prompts}
+        if len(lengths) > 1 and min(lengths) < 2:
+            # CTranslate2 4.8 returns prompt tokens as output for a mixed batch whose shortest
+            # prompt has one token; our prompts never do, but keep the result right: one by one.
+            return [self.continue_prompts([p], params)[0] for p in prompts]
+        results = self.generator.generate_batch(
+            [self._tokens(p) for p in prompts],
+            max_length=params.max_new_tokens,  # counts new tokens only with include_prompt_in_result=False
+            include_prompt_in_result=False,
+            sampling_topk=params.top_k,  # 0 = the whole vocabulary, as top_k=None in transformers
+            sampling_topp=params.top_p,
+            sampling_temperature=params.temperature,
+            repetition_penalty=params.repetition_penalty,
+            end_token=[self.eos_token_id],
+            return_end_token=False,
+        )
+        out = []
+        for result in results:
+            ids = list(result.sequences_ids[0])
+            out.append(Continuation(ids, self.decode(ids)))
+        return out
+
+    def next_token_logits(self, prompt: list[int]) -> np.ndarray:
+        """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
+        result = self.generator.generate_batch(
+            [self._tokens(prompt)], max_length=1, include_prompt_in_result=False,
+            return_logits_vocab=True, sampling_topk=1, end_token=[],
+        )[0]
+        return np.array(result.logits[0][0], dtype=np.float32)
+
+    def _sample_reproducibly(self, prompt: list[int], params: GenerationParams) -> Continuation:
+        rng = np.random.default_rng(params.seed)
+        ids = list(prompt)
+        new: list[int] = []
+        for _ in range(params.max_new_tokens):
+            token = sample_next(self.next_token_logits(ids), ids, params, rng)
+            if token == self.eos_token_id:
+                break
+            ids.append(token)
+            new.append(token)
+        return Continuation(new, self.decode(new))
+
+
+def sample_next(logits: np.ndarray, previous: list[int], params: GenerationParams, rng: np.random.Generator) -> int:
+    """One draw with transformers' semantics: repetition penalty, temperature, top-k, top-p."""
+    scores = logits.astype(np.float64, copy=True)
+    if params.repetition_penalty != 1.0 and previous:
+        seen = np.unique(np.asarray(previous))
+        picked = scores[seen]
+        scores[seen] = np.where(picked < 0, picked * params.repetition_penalty, picked / params.repetition_penalty)
+    scores /= params.temperature
+    if 0 < params.top_k < scores.size:
+        kth = np.partition(scores, -params.top_k)[-params.top_k]
+        scores[scores < kth] = -np.inf
+    if params.top_p < 1.0:
+        order = np.argsort(scores)  # ascending, as transformers' TopPLogitsWarper
+        probs = np.exp(scores[order] - scores[order[-1]])
+        probs /= probs.sum()
+        remove = np.cumsum(probs) <= 1 - params.top_p
+        remove[-1] = False  # always keep the likeliest token
+        scores[order[remove]] = -np.inf
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    return int(rng.choice(scores.size, p=probs))

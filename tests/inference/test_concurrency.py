@@ -1,0 +1,170 @@
+"""Several jobs at once on one loaded model, interactive jobs first: in process (the scheduler
+on a real CTranslate2 backend) and through the queue (one real worker process, threads pool)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.embedded import RedisServer
+from shared.generation_client import GenerationClient
+from shared.schemas import GenerationParams
+from shared.settings import Settings
+from services.inference_worker.backends import BackendOptions, load_backend
+from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.generation import Generator
+from services.inference_worker.scheduler import Scheduler
+from tests.processes import child_pids
+
+# Long enough replies that jobs surely overlap with the ones submitted right after them.
+LONG = GenerationParams(max_new_tokens=60, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
+
+
+@pytest.fixture(scope="module")
+def converted_wider(wider_model_dir: Path) -> Path:
+    ensure_converted(wider_model_dir, "int8")
+    return wider_model_dir
+
+
+@pytest.fixture(scope="module")
+def two_lane_generator(converted_wider: Path) -> Generator:
+    backend = load_backend("ctranslate2", converted_wider, BackendOptions(lanes=2, threads_per_lane=1))
+    assert backend.lanes == 2
+    return Generator(backend)
+
+
+def run_and_record(scheduler: Scheduler, jobs: list[tuple[str, str]]) -> dict[str, float]:
+    """Submit (name, priority) jobs in order; return each one's finishing order index."""
+    finished: list[str] = []
+    lock = threading.Lock()
+    futures = []
+    for name, priority in jobs:
+        future = scheduler.submit([f"вопрос {name}"], LONG, priority)  # type: ignore[arg-type]
+
+        def done(_future, name=name) -> None:
+            with lock:
+                finished.append(name)
+
+        future.add_done_callback(done)
+        futures.append(future)
+    for future in futures:
+        assert future.result(timeout=120).text
+    return {name: i for i, name in enumerate(finished)}
+
+
+def test_jobs_submitted_together_run_at_once_on_one_model(two_lane_generator: Generator):
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.05)
+    try:
+        futures = [scheduler.submit([f"сообщение {i}"], LONG) for i in range(6)]
+        ends = []
+        for future in futures:
+            future.result(timeout=120)
+            ends.append(time.monotonic())
+        jobs = [future.job for future in futures]
+    finally:
+        scheduler.stop()
+    # Every job had started before the first one finished: they overlapped (batched over 2 lanes).
+    assert max(job.started for job in jobs) < min(ends)
+    assert sorted(job.batch_size for job in jobs) == [3] * 6  # 6 jobs spread evenly over 2 free lanes
+
+
+def test_interactive_job_overtakes_a_pile_of_bulk_jobs(two_lane_generator: Generator):
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=2, batch_wait_s=0.0)
+    try:
+        order = run_and_record(scheduler, [(f"bulk{i}", "bulk") for i in range(10)] + [("hurry", "interactive")])
+    finally:
+        scheduler.stop()
+    bulk_before = sum(1 for name, i in order.items() if name.startswith("bulk") and i < order["hurry"])
+    assert bulk_before <= 2, f"{bulk_before} bulk jobs finished before the interactive one"
+
+
+def test_seeded_jobs_are_not_batched(two_lane_generator: Generator):
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.05)
+    try:
+        params = GenerationParams(max_new_tokens=8, seed=4)
+        futures = [scheduler.submit(["одно и то же"], params) for _ in range(3)]
+        replies = [f.result(timeout=120) for f in futures]
+    finally:
+        scheduler.stop()
+    assert all(f.job.batch_size == 1 for f in futures)
+    assert len({r.text for r in replies}) == 1  # same seed, same dialog: same reply
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+def ct2_env(redis_url: str, model_dir: Path, **extra: str) -> dict[str, str]:
+    return {"REDIS_URL": redis_url, "MODEL_NAME_OR_PATH": str(model_dir), "INFERENCE_BACKEND": "ctranslate2",
+            "INFERENCE_LANES": "2", "INFERENCE_THREADS_PER_LANE": "1", **extra}
+
+
+async def test_one_worker_process_runs_jobs_at_once_with_one_model(start_worker, private_redis, converted_wider):
+    worker = start_worker(ct2_env(private_redis.url, converted_wider), node="lanes@test")
+    client = GenerationClient(Settings(redis_url=private_redis.url))
+    try:
+        submitted = {}
+        ids = []
+        for i in range(6):
+            submitted_at = time.time()
+            job_id = await client.submit([f"реплика {i}"], LONG, timeout_s=120)
+            submitted[job_id] = submitted_at
+            ids.append(job_id)
+        results = dict(zip(ids, await asyncio.gather(*[client.wait(job_id, 120) for job_id in ids])))
+        assert child_pids(worker.pid) == []  # a threads pool: the jobs ran in the worker process itself
+    finally:
+        await client.close()
+        worker.stop()
+    starts = {j: submitted[j] + r.queue_ms / 1000 for j, r in results.items()}
+    ends = {j: starts[j] + r.generate_ms / 1000 for j, r in results.items()}
+    assert {r.worker for r in results.values()} == {"lanes@test"}
+    assert max(starts.values()) < min(ends.values()), "the jobs did not overlap in one worker"
+    log = worker.log_text()
+    assert log.count('"model loaded"') == 1  # one copy of the weights in the process
+    assert '"backend": "ctranslate2"' in log and '"lanes": 2' in log
+
+
+async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, private_redis, converted_wider):
+    env = ct2_env(private_redis.url, converted_wider, INFERENCE_MAX_BATCH="2", INFERENCE_SLOTS="4")
+    worker = start_worker(env, node="priority@test")
+    client = GenerationClient(Settings(redis_url=private_redis.url))
+    try:
+        bulk = [await client.submit([f"бамп {i}"], LONG, priority="bulk", timeout_s=240) for i in range(12)]
+        hurry = await client.submit(["срочно"], LONG, priority="interactive", timeout_s=240)
+        finished: list[str] = []
+
+        async def wait(job_id: str) -> None:
+            await client.wait(job_id, 240)
+            finished.append(job_id)
+
+        await asyncio.gather(*[wait(job_id) for job_id in bulk + [hurry]])
+    finally:
+        await client.close()
+        worker.stop()
+    assert finished.index(hurry) <= 6, f"{finished.index(hurry)} of 12 bulk jobs finished before the interactive one"
+
+
+def test_reply_end_to_end_through_gateway_with_ctranslate2(start_worker, start_gateway, private_redis, converted_wider):
+    """The generation flow of tests/test_generation_flow.py, served by the fast backend."""
+    import httpx
+
+    env = ct2_env(private_redis.url, converted_wider)
+    worker = start_worker(env, node="fast@test")
+    gateway = start_gateway(env)
+    try:
+        response = httpx.post(gateway.base_url + "/v1/replies",
+                              json={"dialog": ["а ты чего не спишь", "сижу на двачах"], "params": {"max_new_tokens": 12}},
+                              timeout=60)
+    finally:
+        gateway.stop()
+        worker.stop()
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["text"] and body["worker"] == "fast@test" and 1 <= body["new_tokens"] <= 36

@@ -1,0 +1,90 @@
+"""Conversion for CTranslate2: refused with a clear message when the tokenizer does not fit the
+model, cached beside the checkpoint (or in the cache folder when it is read-only), reused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from services.inference_worker.backends import BackendOptions, load_backend
+from services.inference_worker.conversion import META_FILE, ConversionError, ensure_converted, read_meta
+from tests.model_factory import make_tiny_gpt2
+
+
+@pytest.fixture
+def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, target, ignore=shutil.ignore_patterns("ct2-*", ".ct2-*"))
+    return target
+
+
+def test_tokenizer_vocabulary_mismatch_is_refused_clearly(model_copy: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_copy)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|sage|>", "<|bump|>"]})
+    tokenizer.save_pretrained(model_copy)
+    vocab = json.loads((model_copy / "config.json").read_text())["vocab_size"]
+
+    with pytest.raises(ConversionError) as refused:
+        ensure_converted(model_copy, "int8")
+    message = str(refused.value)
+    assert f"the tokenizer has {vocab + 2} tokens but the model's vocabulary has {vocab}" in message
+    assert "<|sage|>" in message and "resize_token_embeddings" in message
+    assert not (model_copy / "ct2-int8").exists()  # nothing half-written is left behind
+    assert not list(model_copy.glob(".ct2-int8.tmp-*"))
+
+
+def test_auto_backend_falls_back_to_transformers_when_conversion_fails(model_copy: Path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_copy)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|extra|>"]})
+    tokenizer.save_pretrained(model_copy)
+    # The transformers reference still loads (its embedding simply never sees the extra id).
+    assert load_backend("auto", model_copy, BackendOptions(threads=1)).name == "transformers"
+
+
+def test_conversion_is_cached_beside_the_checkpoint_and_reused(model_copy: Path):
+    first = ensure_converted(model_copy, "int8")
+    assert first == model_copy.resolve() / "ct2-int8"
+    meta = read_meta(first)
+    model_bin = (first / "model.bin").stat()
+    assert ensure_converted(model_copy, "int8") == first
+    assert read_meta(first) == meta  # not converted again
+    assert (first / "model.bin").stat().st_mtime_ns == model_bin.st_mtime_ns
+    backend = load_backend("ctranslate2", model_copy, BackendOptions(threads=1))
+    assert backend.converted_dir == first
+
+
+def test_changed_checkpoint_is_converted_again(model_copy: Path, tmp_path: Path):
+    first = ensure_converted(model_copy, "int8")
+    before = read_meta(first)
+    # A retrained checkpoint lands in the same folder: new weights, same name.
+    retrained = make_tiny_gpt2(tmp_path / "retrained", seed=1)
+    shutil.copy2(retrained / "model.safetensors", model_copy / "model.safetensors")
+    again = ensure_converted(model_copy, "int8")
+    assert again == first
+    assert read_meta(again)["fingerprint"] != before["fingerprint"]
+
+
+def test_read_only_checkpoint_is_converted_into_the_cache_dir(model_copy: Path, tmp_path: Path):
+    """A hub snapshot may be read-only: the conversion goes to the cache folder instead.
+    The folder is made immutable (chattr +i), which stops root too (tests run as root here)."""
+    cache = tmp_path / "cache"
+    if subprocess.run(["chattr", "+i", str(model_copy)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        assert not os.access(model_copy, os.W_OK)
+        out = ensure_converted(model_copy, "int8", cache)
+        backend = load_backend("ctranslate2", model_copy, BackendOptions(threads=1, cache_dir=cache))
+    finally:
+        subprocess.run(["chattr", "-i", str(model_copy)], check=True)
+    assert cache in out.parents and (out / "model.bin").exists() and (out / META_FILE).exists()
+    assert backend.converted_dir == out
+    assert not (model_copy / "ct2-int8").exists()
