@@ -1,0 +1,151 @@
+"""Training examples: dialogs rendered in the model's prompt format, tokenized, with loss labels.
+
+One dialog (newest first) is one example: its context turns oldest to newest, then the reply,
+exactly as `shared.prompt.build_prompt(..., reply=...)` renders it:
+
+    |0|{len}|{older}<eos>|1|{len}|{newer}<eos>...|1|{len}|{reply}<eos>
+
+With `reply_only` (the default) only the reply's tokens and its eos carry a label; the context and
+the speaker/length markers are given at inference time, so they get -100 (no loss). Padding is
+always -100 and masked out of attention.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.prompt import build_prompt
+
+from services.trainer.data import DialogRecord
+
+IGNORE_INDEX = -100  # torch's CrossEntropyLoss ignore_index: positions that never count
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def reply_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+class ExampleBuilder:
+    """Turns dialogs into tokenized examples for one tokenizer (any fast GPT-2-family tokenizer)."""
+
+    def __init__(self, tokenizer, *, max_length: int = 512, max_turn_tokens: int = 256, reply_only: bool = True):
+        if not getattr(tokenizer, "is_fast", False):
+            raise ValueError("a fast tokenizer is needed (offsets map tokens to the reply)")
+        if tokenizer.eos_token is None:
+            raise ValueError("the tokenizer has no eos token; the prompt format needs one")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.max_turn_tokens = max_turn_tokens
+        self.reply_only = reply_only
+        self.eos = tokenizer.eos_token
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def _cut_turn(self, text: str) -> str:
+        # Keep a long turn's start, as the worker does: that is what the next poster answered.
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= self.max_turn_tokens:
+            return text
+        return self.tokenizer.decode(ids[: self.max_turn_tokens]).strip()
+
+    def render(self, turns: Sequence[str]) -> tuple[str, int]:
+        """The example's text and the character offset where the reply starts."""
+        reply, context = turns[0], list(turns[1:])
+        text = build_prompt(context, self.count_tokens, self.eos, reply=reply)
+        return text, len(text) - len(reply) - len(self.eos)
+
+    def build(self, turns: Sequence[str]) -> Example:
+        """One tokenized example from a dialog (newest first, at least two turns)."""
+        if len(turns) < 2:
+            raise ValueError("an example needs a reply and at least one turn of context")
+        turns = [self._cut_turn(t) for t in turns]
+        while True:
+            text, reply_start = self.render(turns)
+            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            input_ids = list(encoded["input_ids"])
+            if len(input_ids) <= self.max_length or len(turns) <= 2:
+                break
+            turns = turns[:-1]  # too long: drop the oldest context turn, as the worker does
+        offsets = encoded["offset_mapping"]
+        # A token belongs to the reply when it ends past the reply's first character.
+        in_reply = [end > reply_start for _start, end in offsets]
+        if self.reply_only:
+            labels = [tok if reply else IGNORE_INDEX for tok, reply in zip(input_ids, in_reply)]
+        else:
+            labels = list(input_ids)
+        if len(input_ids) > self.max_length:  # even one context turn is too long: keep the end
+            input_ids, labels = input_ids[-self.max_length :], labels[-self.max_length :]
+        return Example(text, input_ids, labels)
+
+    def build_all(self, dialogs: Sequence[DialogRecord]) -> list[Example]:
+        return [self.build(d.turns) for d in dialogs]
+
+
+def data_hash(examples: Sequence[Example]) -> str:
+    """sha256 over the examples' texts in order: the identity of a run's training data."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(example.text.encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def split(examples: Sequence[Example], eval_fraction: float, max_eval: int, seed: int) -> tuple[list[Example], list[Example]]:
+    """A held-out split, the same for the same examples and seed: (train, eval)."""
+    if len(examples) < 2:
+        raise ValueError(f"need at least 2 examples to hold some out, got {len(examples)}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = min(max_eval, max(1, round(len(examples) * eval_fraction)), len(examples) - 1)
+    held = set(order[:n_eval])
+    train = [e for i, e in enumerate(examples) if i not in held]
+    evaluation = [examples[i] for i in sorted(held)]
+    return train, evaluation
+
+
+class ExampleDataset:
+    """A map-style dataset of examples for transformers' Trainer."""
+
+    def __init__(self, examples: Sequence[Example]):
+        self.examples = list(examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, index: int) -> dict:
+        example = self.examples[index]
+        return {"input_ids": example.input_ids, "labels": example.labels}
+
+
+class PadCollator:
+    """Right-pads a batch: pad ids under a zero attention mask and -100 labels (never counted)."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict]) -> dict:
+        import torch
+
+        width = max(len(f["input_ids"]) for f in features)
+        input_ids, attention, labels = [], [], []
+        for f in features:
+            pad = width - len(f["input_ids"])
+            input_ids.append(list(f["input_ids"]) + [self.pad_token_id] * pad)
+            attention.append([1] * len(f["input_ids"]) + [0] * pad)
+            labels.append(list(f["labels"]) + [IGNORE_INDEX] * pad)
+        return {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "attention_mask": torch.tensor(attention, dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+        }

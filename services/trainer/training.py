@@ -1,0 +1,307 @@
+"""One fine-tuning run: examples -> eval before -> transformers' Trainer -> eval after -> report.
+
+A run lives in its own folder (`RUN_DIR`):
+
+    data.jsonl      the dialogs of the run (the data snapshot; `--resume` reads it back)
+    checkpoints/    Trainer checkpoints when `--save-steps` is given (resume from the last)
+    model/          the fine-tuned weights and tokenizer
+    run.json        parameters, data description and hash, metrics, loss history
+    report.md, report.json, loss.png
+
+Works on CPU as on GPU: fp16/bf16, gradient accumulation and checkpoints pass through to Trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.model_store import VersionMeta
+from shared.prompt import build_prompt, cut_reply
+
+from services.trainer.data import DialogSource, write_jsonl
+from services.trainer.examples import ExampleBuilder, ExampleDataset, PadCollator, data_hash, split
+
+log = logging.getLogger(__name__)
+
+DATA_FILE = "data.jsonl"
+SOURCE_FILE = "data_source.json"  # how the snapshot was selected (kept for --resume)
+RUN_FILE = "run.json"
+MODEL_SUBDIR = "model"
+CHECKPOINTS_SUBDIR = "checkpoints"
+
+# Fixed prompts (newest first) whose replies go into every report, so runs can be compared.
+SAMPLE_DIALOGS: list[list[str]] = [
+    ["привет анон, как дела?"],
+    ["а ты чего не спишь", "сижу на двачах"],
+    ["кот или собака?"],
+    ["где пруфы?", "я вчера видел нло над домом"],
+    ["посоветуйте что почитать"],
+]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a run; saved in run.json and in the version's params."""
+
+    model: str
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    grad_accum: int = 1
+    learning_rate: float = 5e-5
+    warmup: float = 0.0  # < 1: ratio of the total steps; >= 1: steps
+    weight_decay: float = 0.0
+    max_length: int = 512
+    max_turn_tokens: int = 256
+    eval_fraction: float = 0.05
+    max_eval: int = 1000
+    seed: int = 42
+    reply_only: bool = True
+    fp16: bool = False
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    logging_steps: int = 10
+    eval_steps: int | None = None  # None: evaluate at each epoch's end
+    save_steps: int | None = None  # None: no intermediate checkpoints
+    save_total_limit: int = 2
+    group_by_length: bool = False
+    threads: int = 0  # torch threads on CPU; 0 = every core this process may use
+    samples: bool = True
+    sample_max_new_tokens: int = 40
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    model_dir: Path
+    data: dict[str, Any]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+
+    def version_meta(self, name: str) -> VersionMeta:
+        return VersionMeta(
+            name=name, base_model=self.params["model"], data=self.data, params=self.params, metrics=self.metrics
+        )
+
+    def extra_files(self) -> list[Path]:
+        """Files published beside the weights."""
+        return [self.run_dir / n for n in (DATA_FILE, "report.md", "report.json", "loss.png")]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "RunResult":
+        """A finished run read back from its run.json (for `publish RUN_DIR`)."""
+        run_dir = Path(run_dir)
+        try:
+            raw = json.loads((run_dir / RUN_FILE).read_text())
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{run_dir} has no {RUN_FILE}: not a finished training run") from exc
+        return cls(
+            run_dir=run_dir,
+            model_dir=run_dir / MODEL_SUBDIR,
+            data=raw["data"],
+            metrics=raw["metrics"],
+            params=raw["params"],
+            samples=raw.get("samples", []),
+            log_history=raw.get("log_history", []),
+        )
+
+
+def perplexity(loss: float | None) -> float | None:
+    if loss is None or math.isnan(loss):
+        return None
+    return math.exp(loss) if loss < 50 else float("inf")
+
+
+def _training_arguments(config: TrainConfig, run_dir: Path):
+    import torch
+    from transformers import TrainingArguments
+
+    eval_every = {"eval_strategy": "steps", "eval_steps": config.eval_steps} if config.eval_steps else {"eval_strategy": "epoch"}
+    if config.max_steps > 0 and not config.eval_steps:
+        # A run bounded by steps may end before an epoch does: evaluate a few times along the way.
+        eval_every = {"eval_strategy": "steps", "eval_steps": max(1, config.max_steps // 4)}
+    save = (
+        {"save_strategy": "steps", "save_steps": config.save_steps, "save_total_limit": config.save_total_limit}
+        if config.save_steps
+        else {"save_strategy": "no"}
+    )
+    return TrainingArguments(
+        output_dir=str(run_dir / CHECKPOINTS_SUBDIR),
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size or config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        warmup_steps=config.warmup if config.warmup < 1 else int(config.warmup),
+        weight_decay=config.weight_decay,
+        fp16=config.fp16,
+        bf16=config.bf16,
+        activation_checkpointing=config.gradient_checkpointing,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # also what lets --bf16 run on a CPU
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        **eval_every,
+        **save,
+    )
+
+
+def _sample_replies(model, tokenizer, config: TrainConfig) -> list[dict[str, Any]]:
+    """Replies to SAMPLE_DIALOGS with the serving defaults and a fixed seed."""
+    import torch
+
+    from shared.schemas import GenerationParams
+
+    params = GenerationParams(max_new_tokens=config.sample_max_new_tokens)
+    eos = tokenizer.eos_token
+
+    def count(text: str) -> int:
+        return len(tokenizer.encode(text, add_special_tokens=False))
+
+    model.eval()
+    samples = []
+    for i, dialog in enumerate(SAMPLE_DIALOGS):
+        prompt = build_prompt(dialog, count, eos, reply_length=params.length)
+        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)], device=model.device)
+        torch.manual_seed(config.seed + i)
+        with torch.inference_mode():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_k=params.top_k,
+                top_p=params.top_p,
+                repetition_penalty=params.repetition_penalty,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.eos_token_id,
+            )
+        text = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=False)
+        samples.append({"dialog": dialog, "reply": cut_reply(text, eos)})
+    return samples
+
+
+def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, resume: bool = False) -> RunResult:
+    """Fine-tune `config.model` on `source` in `run_dir`; returns metrics before and after.
+
+    With `resume`, training continues from the last checkpoint in `run_dir/checkpoints`.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from services.trainer.report import write_report
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
+    started = time.perf_counter()
+    if not resume or not (run_dir / DATA_FILE).exists():
+        write_jsonl(source.dialogs, run_dir / DATA_FILE)
+        (run_dir / SOURCE_FILE).write_text(json.dumps(source.description, ensure_ascii=False))
+
+    log.info("loading model", extra={"model": config.model})
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
+    # Never add tokens: len(tokenizer) must stay equal to vocab_size (CTranslate2's converter needs it).
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    builder = ExampleBuilder(
+        tokenizer, max_length=config.max_length, max_turn_tokens=config.max_turn_tokens, reply_only=config.reply_only
+    )
+    examples = builder.build_all(source.dialogs)
+    train_examples, eval_examples = split(examples, config.eval_fraction, config.max_eval, config.seed)
+    data = {
+        **source.description,
+        "snapshot": DATA_FILE,
+        "dialogs": len(source.dialogs),
+        "examples": len(examples),
+        "train_examples": len(train_examples),
+        "eval_examples": len(eval_examples),
+        "train_label_tokens": sum(e.reply_tokens for e in train_examples),
+        "sha256": data_hash(examples),
+    }
+    log.info("examples built", extra={k: v for k, v in data.items() if k != "path"})
+
+    trainer = Trainer(
+        model=model,
+        args=_training_arguments(config, run_dir),
+        data_collator=PadCollator(pad_id),
+        train_dataset=ExampleDataset(train_examples),
+        eval_dataset=ExampleDataset(eval_examples),
+        processing_class=tokenizer,
+    )
+    before = trainer.evaluate()
+    log.info("eval before training", extra={"eval_loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])})
+    checkpoint = get_last_checkpoint(str(run_dir / CHECKPOINTS_SUBDIR)) if resume else None
+    if resume and checkpoint is None:
+        log.warning("--resume: no checkpoint in the run folder, starting from the beginning", extra={"run_dir": str(run_dir)})
+    train_output = trainer.train(resume_from_checkpoint=checkpoint)
+    after = trainer.evaluate()
+    log.info("eval after training", extra={"eval_loss": after["eval_loss"], "perplexity": perplexity(after["eval_loss"])})
+
+    model_dir = run_dir / MODEL_SUBDIR
+    trainer.save_model(str(model_dir))  # weights + tokenizer (processing_class)
+    # Trainer pickles its arguments beside the weights: not needed to serve, and a version holds no pickles.
+    (model_dir / "training_args.bin").unlink(missing_ok=True)
+    samples = _sample_replies(trainer.model, tokenizer, config) if config.samples else []
+    metrics = {
+        "eval_loss_before": before["eval_loss"],
+        "perplexity_before": perplexity(before["eval_loss"]),
+        "eval_loss_after": after["eval_loss"],
+        "perplexity_after": perplexity(after["eval_loss"]),
+        "train_loss": train_output.training_loss,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "train_runtime_s": round(train_output.metrics.get("train_runtime", 0.0), 2),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "device": str(trainer.args.device),
+    }
+    result = RunResult(
+        run_dir=run_dir,
+        model_dir=model_dir,
+        data=data,
+        metrics=metrics,
+        params=config.public(),
+        samples=samples,
+        # train() starts a fresh state: put the evaluation before training back as step 0.
+        log_history=[{"step": 0, "eval_loss": before["eval_loss"]}, *trainer.state.log_history],
+    )
+    (run_dir / RUN_FILE).write_text(
+        json.dumps(
+            {
+                "params": result.params,
+                "data": data,
+                "metrics": metrics,
+                "samples": samples,
+                "log_history": result.log_history,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    write_report(result)
+    log.info("training run finished", extra={"run_dir": str(run_dir), **{k: v for k, v in metrics.items() if k != "device"}})
+    return result
