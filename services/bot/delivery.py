@@ -1,0 +1,111 @@
+"""Sending the bot's messages within Telegram's limits, each message answered at most once.
+
+Budgets (Redis sliding windows, shared by all replicas): BOT_GLOBAL_PER_SECOND over all chats,
+BOT_CHAT_PER_SECOND in one chat, BOT_GROUP_PER_MINUTE in one group. When a group's minute is used
+up, a mention, reply, /ask or command waits for a slot up to BOT_MAX_SEND_WAIT_S (the chat keeps
+seeing "typing"); a later answer would be out of context, so past that it is dropped and counted.
+Random replies never wait for a group's minute budget and may only use it minus BOT_RANDOM_RESERVE,
+so they give way to the replies people asked for; it is checked before a job is even queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Message, ReplyParameters
+
+from shared.settings import Settings
+
+from services.bot import metrics
+from services.bot.context import ChainCache, clean_turn
+from services.bot.dedupe import Claims
+from services.bot.policy import GROUP_TYPES
+from services.bot.rate_limit import RateLimiter, Window
+
+log = logging.getLogger(__name__)
+
+TELEGRAM_MAX_TEXT = 4096
+RANDOM_MAX_WAIT_S = 2.0
+# Control characters a random-ish sample can contain; Telegram shows them as boxes or refuses them.
+_CONTROLS = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]")
+
+
+def clean_reply(text: str) -> str:
+    """A generated reply as it is sent: no control characters, at most 4096 characters."""
+    return _CONTROLS.sub("", text).strip()[:TELEGRAM_MAX_TEXT]
+
+
+class Delivery:
+    def __init__(self, bot: Bot, limiter: RateLimiter, claims: Claims, cache: ChainCache, settings: Settings):
+        self.bot = bot
+        self.limiter = limiter
+        self.claims = claims
+        self.cache = cache
+        self.settings = settings
+
+    def windows(self, chat_id: int, chat_type: str, kind: str) -> list[Window]:
+        s = self.settings
+        windows = [Window("global", s.bot_global_per_second, 1.0), Window(f"chat:{chat_id}", s.bot_chat_per_second, 1.0)]
+        if chat_type in GROUP_TYPES:
+            limit = s.bot_group_per_minute
+            if kind == "random":
+                limit = max(0, limit - s.bot_random_reserve)
+            windows.append(Window(f"group:{chat_id}", limit, 60.0))
+        return windows
+
+    async def random_reply_fits(self, chat_id: int, chat_type: str) -> bool:
+        """Whether the group's minute budget (less the reserve) has room for a random reply; the
+        per-second windows free up while the reply is generated, so they are not asked here."""
+        windows = [w for w in self.windows(chat_id, chat_type, "random") if w.seconds >= 60]
+        return not windows or await self.limiter.try_acquire(windows, reserve=False) <= 0
+
+    async def reserve(self, chat_id: int, chat_type: str, kind: str) -> bool:
+        """Take a send slot for a reply of `kind`, waiting as its kind allows; False: drop it.
+        A random reply waits only for the per-second windows (a second or so), never for a
+        group's minute budget."""
+        max_wait = min(RANDOM_MAX_WAIT_S, self.settings.bot_max_send_wait_s) if kind == "random" else self.settings.bot_max_send_wait_s
+        waited = await self.limiter.acquire(self.windows(chat_id, chat_type, kind), max_wait)
+        if waited is None:
+            metrics.SKIPS.labels(reason="rate_limited").inc()
+            log.info("reply dropped: send budget exhausted", extra={"chat_id": chat_id, "kind": kind})
+            return False
+        metrics.RATE_LIMIT_WAIT.observe(waited)
+        return True
+
+    async def send_reply(self, message: Message, text: str, kind: str, received_at: float | None) -> Message | None:
+        """Reply to `message` (a slot must be reserved); None when it was answered already or
+        Telegram refused. The sent reply is remembered as part of the chat's conversation."""
+        chat_id = message.chat.id
+        if not await self.claims.claim_reply(chat_id, message.message_id):
+            metrics.SKIPS.labels(reason="duplicate").inc()
+            log.info("reply skipped: message already answered", extra={"chat_id": chat_id, "message_id": message.message_id})
+            return None
+        try:
+            sent = await self.bot.send_message(
+                chat_id=chat_id,
+                text=text,
+                message_thread_id=message.message_thread_id if message.is_topic_message else None,
+                reply_parameters=ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True),
+            )
+        except TelegramAPIError as exc:
+            metrics.SKIPS.labels(reason="telegram_error").inc()
+            log.warning(
+                "reply not sent: Telegram error",
+                extra={"chat_id": chat_id, "kind": kind, "error": type(exc).__name__, "detail": exc.message},
+            )
+            return None
+        metrics.REPLIES_SENT.labels(kind=kind).inc()
+        if received_at is not None:
+            metrics.UPDATE_TO_REPLY.labels(kind=kind).observe(time.monotonic() - received_at)
+        await self.cache.remember(chat_id, sent.message_id, clean_turn(text, self.settings.bot_max_turn_chars), message.message_id)
+        return sent
+
+    async def answer(self, message: Message, text: str, kind: str = "command", received_at: float | None = None) -> Message | None:
+        """Reserve a slot and reply (commands' texts)."""
+        if not await self.reserve(message.chat.id, message.chat.type, kind):
+            return None
+        return await self.send_reply(message, text, kind, received_at)

@@ -1,0 +1,6 @@
+"""aiogram routers, one per feature: commands (commands.py) and ordinary messages (messages.py)."""
+
+from services.bot.handlers.commands import commands_router
+from services.bot.handlers.messages import messages_router
+
+__all__ = ["commands_router", "messages_router"]

@@ -1,0 +1,181 @@
+"""Commands: /start, /help, /chance, /mute, /unmute, /ask, /settings (texts in texts.py)."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import Bot, Router
+from aiogram.exceptions import TelegramAPIError
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+
+from shared.settings import Settings
+
+from services.bot import texts
+from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
+from services.bot.context import ChainCache, message_turn
+from services.bot.delivery import Delivery
+from services.bot.policy import parse_chance
+from services.bot.responder import Responder
+
+log = logging.getLogger(__name__)
+
+commands_router = Router(name="commands")
+ADMIN_STATUSES = frozenset({"creator", "administrator"})
+
+
+def from_person(message: Message) -> bool:
+    """People only, not other bots (an anonymous admin posts as the group itself: a person too)."""
+    if message.sender_chat is not None and message.sender_chat.id == message.chat.id:
+        return True
+    return message.from_user is not None and not message.from_user.is_bot
+
+
+commands_router.message.filter(from_person)
+
+
+async def is_chat_admin(bot: Bot, message: Message) -> bool | None:
+    """Whether the sender may change the chat's settings (None: Telegram could not tell us)."""
+    if message.chat.type == "private":
+        return True
+    if message.sender_chat is not None and message.sender_chat.id == message.chat.id:
+        return True  # an anonymous admin
+    if message.from_user is None:
+        return False
+    try:
+        member = await bot.get_chat_member(message.chat.id, message.from_user.id)
+    except TelegramAPIError as exc:
+        log.warning("admin check failed", extra={"chat_id": message.chat.id, "error": type(exc).__name__})
+        return None
+    return member.status in ADMIN_STATUSES
+
+
+async def _allowed(message: Message, responder: Responder) -> bool:
+    return await responder.user_allowed(message.from_user.id if message.from_user else None)
+
+
+async def _admin_or_refuse(message: Message, bot: Bot, delivery: Delivery, received_at: float | None) -> bool:
+    admin = await is_chat_admin(bot, message)
+    if admin:
+        return True
+    await delivery.answer(message, texts.ADMIN_CHECK_FAILED if admin is None else texts.ADMINS_ONLY, received_at=received_at)
+    return False
+
+
+@commands_router.message(CommandStart())
+async def start_handler(message: Message, delivery: Delivery, responder: Responder, received_at: float | None = None) -> None:
+    """Greet the user and say what the bot does."""
+    if await _allowed(message, responder):
+        await delivery.answer(message, texts.START, received_at=received_at)
+
+
+@commands_router.message(Command("help"))
+async def help_handler(
+    message: Message, bot: Bot, delivery: Delivery, responder: Responder, received_at: float | None = None
+) -> None:
+    """List the commands and explain group privacy mode."""
+    if await _allowed(message, responder):
+        me = await bot.me()
+        await delivery.answer(message, texts.HELP.format(username=me.username or "bot"), received_at=received_at)
+
+
+@commands_router.message(Command("settings"))
+async def settings_handler(
+    message: Message, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+) -> None:
+    """Show the chat's settings."""
+    if not await _allowed(message, responder):
+        return
+    config = await chat_settings.get(message.chat.id)
+    text = texts.SETTINGS.format(
+        chance=config.reply_chance, muted=texts.YES if config.muted else texts.NO, cooldown=config.cooldown_s
+    )
+    await delivery.answer(message, text, received_at=received_at)
+
+
+@commands_router.message(Command("chance"))
+async def chance_handler(
+    message: Message,
+    command: CommandObject,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
+) -> None:
+    """Show or set (admins) the chance of a random reply in this chat."""
+    if not await _allowed(message, responder):
+        return
+    chance = parse_chance(command.args)
+    if chance is None:
+        config = await chat_settings.get(message.chat.id)
+        await delivery.answer(message, texts.CHANCE_USAGE.format(chance=config.reply_chance), received_at=received_at)
+        return
+    if not await _admin_or_refuse(message, bot, delivery, received_at):
+        return
+    try:
+        config = await chat_settings.update(
+            message.chat.id, title=message.chat.title, chat_type=message.chat.type, reply_chance=chance
+        )
+    except SettingsUnavailable:
+        await delivery.answer(message, texts.SAVE_FAILED, received_at=received_at)
+        return
+    log.info("reply chance set", extra={"chat_id": message.chat.id, "reply_chance": config.reply_chance})
+    await delivery.answer(message, texts.CHANCE_SET.format(chance=config.reply_chance), received_at=received_at)
+
+
+async def _set_muted(
+    message: Message, bot: Bot, delivery: Delivery, chat_settings: ChatSettingsRepo, muted: bool, received_at: float | None
+) -> None:
+    if not await _admin_or_refuse(message, bot, delivery, received_at):
+        return
+    try:
+        await chat_settings.update(message.chat.id, title=message.chat.title, chat_type=message.chat.type, muted=muted)
+    except SettingsUnavailable:
+        await delivery.answer(message, texts.SAVE_FAILED, received_at=received_at)
+        return
+    log.info("chat muted" if muted else "chat unmuted", extra={"chat_id": message.chat.id})
+    await delivery.answer(message, texts.MUTED if muted else texts.UNMUTED, received_at=received_at)
+
+
+@commands_router.message(Command("mute"))
+async def mute_handler(
+    message: Message, bot: Bot, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+) -> None:
+    """Stop answering in this chat (admins)."""
+    if await _allowed(message, responder):
+        await _set_muted(message, bot, delivery, chat_settings, True, received_at)
+
+
+@commands_router.message(Command("unmute"))
+async def unmute_handler(
+    message: Message, bot: Bot, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+) -> None:
+    """Answer in this chat again (admins)."""
+    if await _allowed(message, responder):
+        await _set_muted(message, bot, delivery, chat_settings, False, received_at)
+
+
+@commands_router.message(Command("ask"))
+async def ask_handler(
+    message: Message,
+    bot: Bot,
+    settings: Settings,
+    delivery: Delivery,
+    responder: Responder,
+    chain_cache: ChainCache,
+    received_at: float | None = None,
+) -> None:
+    """Answer the text after the command (and the message it replies to), muted or not."""
+    me = await bot.me()
+    parent = message.reply_to_message
+    max_chars = settings.bot_max_turn_chars
+    turn = message_turn(message, me.id, me.username, max_chars, command=True)
+    parent_turn = message_turn(parent, me.id, me.username, max_chars) if parent else None
+    await chain_cache.remember(message.chat.id, message.message_id, turn, parent.message_id if parent else None, parent_turn)
+    dialog = await chain_cache.dialog(message.chat.id, turn, parent.message_id if parent else None, parent_turn)
+    if not dialog:
+        if await _allowed(message, responder):
+            await delivery.answer(message, texts.ASK_USAGE, received_at=received_at)
+        return
+    await responder.respond(message, "ask", dialog, received_at)

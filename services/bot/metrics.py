@@ -1,0 +1,50 @@
+"""The bot's Prometheus metrics, served on BOT_METRICS_PORT at /metrics.
+
+Label values are small fixed sets (kinds, reasons, status codes, method names): never chat ids,
+user ids, texts or anything derived from the token.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+UPDATES = Counter("dvach_bot_updates_total", "Updates received from Telegram, by type.", ["type"])
+REPLIES_SENT = Counter("dvach_bot_replies_sent_total", "Messages the bot sent, by kind.", ["kind"])
+SKIPS = Counter("dvach_bot_skips_total", "Messages not answered (or answers dropped), by reason.", ["reason"])
+UPDATE_TO_REPLY = Histogram(
+    "dvach_bot_update_to_reply_seconds",
+    "Time from receiving an update to the reply being accepted by Telegram, by kind.",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 60),
+)
+TELEGRAM_ERRORS = Counter(
+    "dvach_bot_telegram_errors_total",
+    "Failed Bot API calls, by error code (HTTP status, or timeout / network / decode) and method.",
+    ["code", "method"],
+)
+RATE_LIMIT_WAIT = Histogram(
+    "dvach_bot_rate_limit_wait_seconds",
+    "How long a reply waited for the per-chat, per-group and global send budget.",
+    buckets=(0, 0.1, 0.5, 1, 2, 5, 10, 20, 40),
+)
+IN_FLIGHT = Gauge("dvach_bot_replies_in_flight", "Replies being generated or waiting to be sent.")
+
+# Reasons a dashboard should see as 0 before the first one happens.
+SKIP_REASONS = (
+    "bot_sender", "chat_type", "no_text", "command", "muted", "chance", "cooldown", "queue_full",
+    "rate_limited", "user_flood", "duplicate", "timeout", "failed", "backend_down", "telegram_error",
+    "malformed_update", "unknown_update", "empty_reply",
+)
+for _reason in SKIP_REASONS:
+    SKIPS.labels(reason=_reason)
+
+
+def serve(host: str, port: int) -> None:
+    """Start the /metrics HTTP server in a daemon thread (port 0: do nothing)."""
+    if port:
+        start_http_server(port, addr=host)
+        log.info("metrics served", extra={"host": host, "port": port})

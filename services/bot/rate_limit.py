@@ -1,0 +1,140 @@
+"""Sliding-window rate limits kept in Redis, so they hold across concurrent sends and replicas.
+
+A reservation checks every window it names at once (global, chat, group, user) and takes a slot
+in all of them or in none, atomically in one Lua script using Redis' own clock. When a window is
+full the script answers how long until a slot frees up, and the caller decides whether to wait.
+A 429 from Telegram blocks a window for its `retry_after` the same way.
+
+If Redis cannot be reached the limiter falls back to the same windows kept in this process: a
+single replica keeps honouring Telegram's limits while Redis is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+# KEYS: the window keys. ARGV: reserve (0|1), member, then limit and window (ms) for each key.
+# Returns 0 when a slot was taken (or would be, when reserve is 0), else milliseconds to wait.
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local reserve = ARGV[1] == '1'
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[1 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  local blocked = redis.call('PTTL', key .. ':block')
+  if blocked > wait then wait = blocked end
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= limit then
+    local oldest = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+    local free_at = tonumber(oldest[2]) + window - now
+    if free_at > wait then wait = free_at end
+  end
+end
+if wait > 0 or not reserve then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('PEXPIRE', key, tonumber(ARGV[2 + 2 * i]))
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """At most `limit` events in any `seconds`-long window, counted under `key`."""
+
+    key: str
+    limit: int
+    seconds: float
+
+
+class LocalWindows:
+    """The same windows in this process' memory (the fallback while Redis is unreachable)."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+        self._blocked_until: dict[str, float] = {}
+
+    def try_acquire(self, windows: list[Window], reserve: bool = True) -> float:
+        now = time.monotonic()
+        wait = 0.0
+        for w in windows:
+            wait = max(wait, self._blocked_until.get(w.key, 0.0) - now)
+            events = self._events[w.key]
+            while events and events[0] <= now - w.seconds:
+                events.popleft()
+            if len(events) >= w.limit:
+                wait = max(wait, events[len(events) - w.limit] + w.seconds - now)
+        if wait > 0 or not reserve:
+            return max(wait, 0.0)
+        for w in windows:
+            self._events[w.key].append(now)
+        return 0.0
+
+    def block(self, key: str, seconds: float) -> None:
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), time.monotonic() + seconds)
+
+
+class RateLimiter:
+    def __init__(self, redis: aioredis.Redis, prefix: str):
+        self.redis = redis
+        self.prefix = prefix
+        self.local = LocalWindows()
+        self._script = redis.register_script(_SCRIPT)
+        self._last_warning = 0.0
+
+    def _redis_failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 60:  # one line a minute, not one per message
+            self._last_warning = now
+            log.warning("rate limiter: Redis unreachable, using in-process windows", extra={"error": str(exc)})
+
+    async def try_acquire(self, windows: list[Window], reserve: bool = True) -> float:
+        """0.0 when a slot was taken in every window (or would be, with reserve=False), else the
+        seconds until one could be."""
+        keys = [f"{self.prefix}:{w.key}" for w in windows]
+        args: list[str | int] = ["1" if reserve else "0", uuid.uuid4().hex]
+        for w in windows:
+            args += [w.limit, int(w.seconds * 1000)]
+        try:
+            wait_ms = await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)
+            return self.local.try_acquire(windows, reserve)
+        return int(wait_ms) / 1000.0
+
+    async def acquire(self, windows: list[Window], max_wait_s: float) -> float | None:
+        """Take a slot in every window, waiting up to `max_wait_s`; the seconds waited, or None
+        when no slot frees up in time (nothing is taken then)."""
+        started = time.monotonic()
+        deadline = started + max_wait_s
+        while True:
+            wait = await self.try_acquire(windows)
+            if wait <= 0:
+                return time.monotonic() - started
+            if time.monotonic() + wait > deadline:
+                return None
+            # A little jitter, so that the waiters of one chat do not all wake on the same tick.
+            await asyncio.sleep(wait + random.uniform(0.0, 0.05))
+
+    async def block(self, key: str, seconds: float) -> None:
+        """Nobody sends through window `key` for `seconds` (Telegram said 429 retry_after)."""
+        self.local.block(key, seconds)
+        try:
+            await self.redis.set(f"{self.prefix}:{key}:block", "1", px=max(1, int(seconds * 1000)))
+        except (RedisError, OSError) as exc:
+            self._redis_failed(exc)

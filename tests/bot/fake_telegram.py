@@ -1,0 +1,428 @@
+"""A local HTTP server that speaks the Telegram Bot API wire format, for driving the real bot.
+
+aiogram calls `POST {base}/bot{token}/{method}` with form fields (nested objects JSON-encoded);
+the server answers `{"ok": true, "result": ...}` or `{"ok": false, "error_code": ..., "description":
+..., "parameters": {"retry_after": N}}`, as Telegram does. getUpdates is real long polling: it
+hands out queued updates with `update_id >= offset` (confirming the older ones), returns at once
+when something is queued and `[]` after `timeout` seconds otherwise.
+
+Every call is recorded (method, decoded fields, arrival time, outcome); tests wait on the record
+with bounded `wait_for(...)` instead of sleeping. Faults are scripted per method (and chat):
+`fail(...)` answers errors (429 with retry_after, 500, ...) or delays the answer past the bot's
+timeout. The server runs its own event loop in a thread, so sync and async tests can use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from shared.embedded import free_port
+
+T = TypeVar("T")
+
+# Fields aiogram sends JSON-encoded (nested objects and arrays).
+_JSON_FIELDS = {
+    "reply_parameters", "reply_markup", "commands", "scope", "allowed_updates", "entities",
+    "link_preview_options", "caption_entities",
+}
+_INT_FIELDS = {"chat_id", "user_id", "offset", "limit", "timeout", "message_thread_id", "message_id"}
+
+_ids = itertools.count(1)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    at: float  # time.monotonic() at arrival
+    status: int | None = None  # HTTP status answered (None while pending)
+    result: Any = None
+    answered_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def chat_id(self) -> int | None:
+        return self.params.get("chat_id")
+
+    @property
+    def reply_to(self) -> int | None:
+        reply = self.params.get("reply_parameters") or {}
+        return reply.get("message_id") or self.params.get("reply_to_message_id")
+
+    @property
+    def text(self) -> str:
+        return self.params.get("text", "")
+
+
+@dataclass
+class Fault:
+    method: str
+    chat_id: int | None = None
+    times: int = 1
+    error_code: int | None = 429
+    description: str | None = None
+    retry_after: int | None = None
+    delay_s: float = 0.0
+
+
+@dataclass
+class FakeTelegram:
+    token: str
+    bot_id: int
+    username: str = "dvach_test_bot"
+    host: str = "127.0.0.1"
+    calls: list[Call] = field(default_factory=list)
+    members: dict[tuple[int, int], str] = field(default_factory=dict)  # (chat, user) -> status
+
+    def __post_init__(self) -> None:
+        self.port = free_port()
+        self._cond = threading.Condition()
+        self._updates: list[dict] = []  # not yet confirmed
+        self._redeliver: list[dict] = []  # handed out once more, whatever the offset
+        self._next_update_id = 1000
+        self._faults: list[Fault] = []
+        self._messages: dict[tuple[int, int], dict] = {}
+        self._message_ids: dict[int, itertools.count] = {}
+        self._chats: dict[int, dict] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def bot_user(self) -> dict:
+        return {"id": self.bot_id, "is_bot": True, "first_name": "Двачер", "username": self.username,
+                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    def start(self) -> "FakeTelegram":
+        started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, args=(started,), name="fake-telegram", daemon=True)
+        self._thread.start()
+        if not started.wait(10):
+            raise RuntimeError("fake Telegram server did not start")
+        return self
+
+    def _serve(self, started: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        self._wake = asyncio.Event()
+        app = web.Application(client_max_size=10 * 1024 * 1024)
+        app.router.add_post("/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(self._runner.setup())
+        loop.run_until_complete(web.TCPSite(self._runner, self.host, self.port).start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(self._runner.cleanup())
+        loop.close()
+
+    def stop(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    # --- what tests do -------------------------------------------------------------------------
+    def push(self, update: dict) -> dict:
+        """Queue an update (an `update_id` is assigned unless given); returns it."""
+        with self._cond:
+            if "update_id" not in update:
+                self._next_update_id += 1
+                update = {"update_id": self._next_update_id, **update}
+            update["_pushed_at"] = time.monotonic()
+            self._updates.append(update)
+        self._signal()
+        return update
+
+    def push_raw(self, update: dict) -> dict:
+        """Queue an update exactly as given, with a fresh update_id (for malformed ones)."""
+        with self._cond:
+            self._next_update_id += 1
+            update = {"update_id": self._next_update_id, **update}
+            self._updates.append(update)
+        self._signal()
+        return update
+
+    def redeliver(self, update: dict) -> None:
+        """Hand an already confirmed update out once more (what Telegram does after a crash)."""
+        with self._cond:
+            self._redeliver.append(update)
+        self._signal()
+
+    def fail(self, method: str, *, chat_id: int | None = None, times: int = 1, error_code: int | None = 429,
+             retry_after: int | None = None, description: str | None = None, delay_s: float = 0.0) -> None:
+        """Script the next `times` calls of `method` (to `chat_id`) to fail / be delayed."""
+        with self._cond:
+            self._faults.append(Fault(method, chat_id, times, error_code, description, retry_after, delay_s))
+
+    def set_member(self, chat_id: int, user_id: int, status: str) -> None:
+        with self._cond:
+            self.members[(chat_id, user_id)] = status
+
+    def _signal(self) -> None:
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    # --- building updates --------------------------------------------------------------------
+    @staticmethod
+    def user(user_id: int | None = None, name: str = "Анон", is_bot: bool = False) -> dict:
+        return {"id": user_id or 10_000 + next(_ids), "is_bot": is_bot, "first_name": name}
+
+    def group(self, chat_id: int | None = None, title: str = "Тестовая группа") -> dict:
+        chat = {"id": chat_id or -1_000_000_000_000 - next(_ids), "type": "supergroup", "title": title}
+        self._chats[chat["id"]] = chat
+        return chat
+
+    def private(self, user: dict) -> dict:
+        chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+        self._chats[chat["id"]] = chat
+        return chat
+
+    def _next_message_id(self, chat_id: int) -> int:
+        with self._cond:
+            counter = self._message_ids.setdefault(chat_id, itertools.count(1))
+            return next(counter)
+
+    def message(self, chat: dict, user: dict, text: str | None = None, *, reply_to: dict | None = None,
+                mention: bool = False, entities: list[dict] | None = None, **extra: Any) -> dict:
+        """A message dict as Telegram sends it; `mention=True` appends `@username` with its entity."""
+        entities = list(entities or [])
+        if mention:
+            text = f"{text} @{self.username}" if text else f"@{self.username}"
+            entities.append({"type": "mention", "offset": utf16_len(text) - utf16_len(self.username) - 1,
+                             "length": utf16_len(self.username) + 1})
+        message = {"message_id": self._next_message_id(chat["id"]), "date": int(time.time()), "chat": chat, "from": user}
+        if text is not None:
+            message["text"] = text
+        if entities:
+            message["entities"] = entities
+        if reply_to is not None:
+            message["reply_to_message"] = {k: v for k, v in reply_to.items() if k != "reply_to_message"}
+        message.update(extra)
+        with self._cond:
+            self._messages[(chat["id"], message["message_id"])] = message
+        return message
+
+    def send_user_message(self, chat: dict, user: dict, text: str | None = None, **kw: Any) -> dict:
+        """Build a message and queue it as an update; returns the message."""
+        message = self.message(chat, user, text, **kw)
+        self.push({"message": message})
+        return message
+
+    def stored_message(self, chat_id: int, message_id: int) -> dict:
+        with self._cond:
+            return self._messages[(chat_id, message_id)]
+
+    # --- reading the record ------------------------------------------------------------------
+    def wait_for(self, predicate: Callable[[list[Call]], T], timeout: float = 30.0, what: str = "condition") -> T:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                result = predicate(self.calls)
+                if result:
+                    return result
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    recent = [(c.method, c.chat_id, c.status, c.text[:40]) for c in self.calls if c.method != "getUpdates"][-15:]
+                    raise TimeoutError(f"timed out after {timeout}s waiting for {what}; recent calls: {recent}")
+                self._cond.wait(remaining)
+
+    def sent(self, chat_id: int | None = None, ok: bool = True) -> list[Call]:
+        """sendMessage calls (answered with success, unless ok=False), optionally to one chat."""
+        with self._cond:
+            return [c for c in self.calls if c.method == "sendMessage" and (chat_id is None or c.chat_id == chat_id)
+                    and (c.ok or not ok) and c.status is not None]
+
+    def wait_sent(self, chat_id: int, count: int = 1, timeout: float = 30.0) -> list[Call]:
+        return self.wait_for(lambda calls: (s := self.sent(chat_id)) and len(s) >= count and s,
+                             timeout, f"{count} sendMessage to chat {chat_id}")
+
+    def wait_reply(self, chat_id: int, message_id: int, timeout: float = 30.0) -> Call:
+        return self.wait_for(lambda calls: next((c for c in self.sent(chat_id) if c.reply_to == message_id), None),
+                             timeout, f"a reply to message {message_id} in chat {chat_id}")
+
+    def wait_call(self, method: str, timeout: float = 30.0, after: float = 0.0) -> Call:
+        return self.wait_for(lambda calls: next((c for c in calls if c.method == method and c.at >= after and c.status is not None), None),
+                             timeout, f"a {method} call")
+
+    def methods(self) -> list[str]:
+        with self._cond:
+            return [c.method for c in self.calls]
+
+    # --- the server side -----------------------------------------------------------------------
+    def _record(self, call: Call) -> None:
+        with self._cond:
+            self.calls.append(call)
+            self._cond.notify_all()
+
+    def _answer(self, call: Call, status: int, body: dict) -> web.Response:
+        with self._cond:
+            call.status = status
+            call.result = body.get("result")
+            call.answered_at = time.monotonic()
+            self._cond.notify_all()
+        return web.json_response(body, status=status)
+
+    def _take_fault(self, method: str, chat_id: int | None) -> Fault | None:
+        with self._cond:
+            for fault in self._faults:
+                if fault.method == method and fault.times > 0 and (fault.chat_id is None or fault.chat_id == chat_id):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    @staticmethod
+    async def _params(request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return await request.json()
+        form = await request.post()
+        params: dict[str, Any] = {}
+        for key, value in form.items():
+            if not isinstance(value, str):
+                continue
+            if key in _JSON_FIELDS:
+                value = json.loads(value)
+            elif key in _INT_FIELDS:
+                try:
+                    value = int(value)
+                except ValueError:
+                    pass
+            params[key] = value
+        return params
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        call = Call(method, await self._params(request), time.monotonic())
+        self._record(call)
+        if request.match_info["token"] != self.token:
+            return self._answer(call, 401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
+        fault = self._take_fault(method, call.chat_id)
+        if fault is not None:
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if fault.error_code is not None:
+                body: dict[str, Any] = {"ok": False, "error_code": fault.error_code,
+                                        "description": fault.description or _DESCRIPTIONS.get(fault.error_code, "Error")}
+                if fault.retry_after is not None:
+                    body["parameters"] = {"retry_after": fault.retry_after}
+                    body["description"] = f"Too Many Requests: retry after {fault.retry_after}"
+                return self._answer(call, fault.error_code, body)
+        handler = getattr(self, "_m_" + method, None)
+        if handler is None:
+            return self._answer(call, 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
+        try:
+            result = await handler(call.params)
+        except _ApiError as exc:
+            return self._answer(call, exc.code, {"ok": False, "error_code": exc.code, "description": exc.description})
+        return self._answer(call, 200, {"ok": True, "result": result})
+
+    # --- Bot API methods -------------------------------------------------------------------------
+    async def _m_getMe(self, params: dict) -> dict:
+        return self.bot_user
+
+    async def _m_getUpdates(self, params: dict) -> list[dict]:
+        offset = int(params.get("offset") or 0)
+        limit = int(params.get("limit") or 100)
+        timeout = float(params.get("timeout") or 0)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self._wake is not None
+            self._wake.clear()
+            with self._cond:
+                if offset:
+                    self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                batch = (self._redeliver + self._updates)[:limit]
+                self._redeliver = []
+            remaining = deadline - time.monotonic()
+            if batch or remaining <= 0:
+                return [{k: v for k, v in u.items() if not k.startswith("_")} for u in batch]
+            try:
+                await asyncio.wait_for(self._wake.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _m_sendMessage(self, params: dict) -> dict:
+        chat_id = params["chat_id"]
+        text = params.get("text", "")
+        if not text.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if utf16_len(text) > 4096:
+            raise _ApiError(400, "Bad Request: message is too long")
+        chat = self._chats.get(chat_id, {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private", "title": "?"})
+        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
+                   "from": {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}, "text": text}
+        reply_to = (params.get("reply_parameters") or {}).get("message_id") or params.get("reply_to_message_id")
+        if reply_to is not None:
+            with self._cond:
+                parent = self._messages.get((chat_id, int(reply_to)))
+            if parent is not None:
+                message["reply_to_message"] = {k: v for k, v in parent.items() if k != "reply_to_message"}
+        with self._cond:
+            self._messages[(chat_id, message["message_id"])] = message
+        return message
+
+    async def _m_sendChatAction(self, params: dict) -> bool:
+        return True
+
+    async def _m_getChatMember(self, params: dict) -> dict:
+        chat_id, user_id = params["chat_id"], params["user_id"]
+        status = self.members.get((chat_id, user_id), "member")
+        member: dict[str, Any] = {"status": status, "user": {"id": user_id, "is_bot": False, "first_name": "Анон"}}
+        if status == "creator":
+            member["is_anonymous"] = False
+        elif status == "administrator":
+            member.update({k: False for k in (
+                "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
+                "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
+                "can_post_stories", "can_edit_stories", "can_delete_stories", "can_send_welcome_messages")})
+            member["can_manage_chat"] = True
+        return member
+
+    async def _m_setMyCommands(self, params: dict) -> bool:
+        return True
+
+    async def _m_deleteWebhook(self, params: dict) -> bool:
+        return True
+
+    async def _m_setWebhook(self, params: dict) -> bool:
+        return True
+
+    async def _m_getWebhookInfo(self, params: dict) -> dict:
+        return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+
+
+class _ApiError(Exception):
+    def __init__(self, code: int, description: str):
+        self.code = code
+        self.description = description
+
+
+_DESCRIPTIONS = {
+    400: "Bad Request",
+    403: "Forbidden: bot was blocked by the user",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+}

@@ -1,0 +1,114 @@
+"""Small helpers of the bot suite: chat settings rows, Redis keys, Celery task events."""
+
+from __future__ import annotations
+
+import ast
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import redis
+
+from shared.celery_app import create_celery_app
+from shared.settings import Settings
+
+
+def set_chat(database_url: str, chat_id: int, **fields: Any) -> None:
+    """Create or change a chat's settings row directly (as the gateway's admin API would)."""
+    columns = ", ".join(["chat_id", *fields])
+    placeholders = ", ".join(["%s"] * (len(fields) + 1))
+    updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in fields) or "chat_id = EXCLUDED.chat_id"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            f"INSERT INTO chat_settings ({columns}) VALUES ({placeholders}) ON CONFLICT (chat_id) DO UPDATE SET {updates}",
+            [chat_id, *fields.values()],
+        )
+
+
+def get_chat(database_url: str, chat_id: int) -> dict | None:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT reply_chance, muted, cooldown_s, title, chat_type FROM chat_settings WHERE chat_id = %s", [chat_id]
+        ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(("reply_chance", "muted", "cooldown_s", "title", "chat_type"), row))
+
+
+def wait_for_key(redis_url: str, key: str, timeout: float = 15) -> bytes:
+    """Until `key` exists in Redis (polling; bounded)."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            value = client.get(key)
+            if value is not None:
+                return value
+            time.sleep(0.05)  # polling a key, bounded by the deadline
+    finally:
+        client.close()
+    raise TimeoutError(f"{key} did not appear in {timeout}s")
+
+
+class TaskEvents:
+    """Celery's task events as the workers send them, captured in a thread.
+
+    `task-received` carries the job's keyword arguments (as a repr), i.e. exactly what the worker
+    got: `received_dialogs()` decodes the dialogs from them.
+    """
+
+    def __init__(self, redis_url: str):
+        self.app = create_celery_app(Settings(redis_url=redis_url))
+        self.events: list[dict] = []
+        self._cond = threading.Condition()
+        self._receiver = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="task-events")
+
+    def _on_event(self, event: dict) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        with self.app.connection_for_read() as conn:
+            self._receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
+            self._receiver.capture(limit=None, timeout=None, wakeup=False)
+
+    def start(self, timeout: float = 15) -> "TaskEvents":
+        """Start capturing; returns once a probe event went through (so nothing is missed)."""
+        self._thread.start()
+        probe = uuid.uuid4().hex
+        deadline = time.monotonic() + timeout
+        with self.app.events.default_dispatcher() as dispatcher:
+            while time.monotonic() < deadline:
+                dispatcher.send("test-probe", probe=probe)
+                with self._cond:
+                    if self._cond.wait_for(lambda: any(e.get("probe") == probe for e in self.events), 0.3):
+                        return self
+        raise TimeoutError("the Celery event receiver did not start")
+
+    def stop(self) -> None:
+        if self._receiver is not None:
+            self._receiver.should_stop = True
+        self._thread.join(5)
+        self.app.close()
+
+    def received_dialogs(self) -> list[list[str]]:
+        with self._cond:
+            events = [e for e in self.events if e.get("type") == "task-received"]
+        return [ast.literal_eval(e["kwargs"])["dialog"] for e in events]
+
+    def wait_dialog(self, newest: str, timeout: float = 30) -> list[str]:
+        """The dialog of the job whose newest turn is `newest`."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for dialog in self.received_dialogs():
+                    if dialog and dialog[0] == newest:
+                        return dialog
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no job with newest turn {newest!r}; got {self.received_dialogs()[-5:]}")
+                self._cond.wait(remaining)
