@@ -99,6 +99,7 @@ class Delivery:
             )
             return None
         metrics.REPLIES_SENT.labels(kind=kind).inc()
+        metrics.count_chat_reply(chat_id)
         if received_at is not None:
             metrics.UPDATE_TO_REPLY.labels(kind=kind).observe(time.monotonic() - received_at)
         await self.cache.remember(chat_id, sent.message_id, clean_turn(text, self.settings.bot_max_turn_chars), message.message_id)

@@ -1,7 +1,9 @@
 """The bot's Prometheus metrics, served on BOT_METRICS_PORT at /metrics.
 
-Label values are small fixed sets (kinds, reasons, status codes, method names): never chat ids,
-user ids, texts or anything derived from the token.
+Label values are small fixed sets (kinds, reasons, status codes, method names): never user ids,
+texts or anything derived from the token. The one exception is replies per chat, for the
+dashboard: the first CHAT_LABELS_MAX chats get their own series, any further ones share "other",
+so the number of series stays bounded however many chats the bot joins.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ log = logging.getLogger(__name__)
 
 UPDATES = Counter("dvach_bot_updates_total", "Updates received from Telegram, by type.", ["type"])
 REPLIES_SENT = Counter("dvach_bot_replies_sent_total", "Messages the bot sent, by kind.", ["kind"])
+CHAT_REPLIES = Counter("dvach_bot_chat_replies_total", "Replies sent, by chat (bounded: see module doc).", ["chat_id"])
+CHAT_LABELS_MAX = 100
+_labelled_chats: set[int] = set()
+
+
+def count_chat_reply(chat_id: int) -> None:
+    if chat_id in _labelled_chats or len(_labelled_chats) < CHAT_LABELS_MAX:
+        _labelled_chats.add(chat_id)
+        CHAT_REPLIES.labels(chat_id=str(chat_id)).inc()
+    else:
+        CHAT_REPLIES.labels(chat_id="other").inc()
 SKIPS = Counter("dvach_bot_skips_total", "Messages not answered (or answers dropped), by reason.", ["reason"])
 UPDATE_TO_REPLY = Histogram(
     "dvach_bot_update_to_reply_seconds",

@@ -316,6 +316,8 @@ def test_metrics_are_exposed(bot):
     assert bot.process.metric("dvach_bot_updates_total", type="message") > 0
     assert bot.process.metric("dvach_bot_replies_sent_total", kind="mention") > 0
     assert bot.process.metric("dvach_bot_update_to_reply_seconds_count", kind="mention") > 0
+    per_chat = {dict(labels)["chat_id"] for name, labels in bot.process.metrics() if name == "dvach_bot_chat_replies_total"}
+    assert per_chat and len(per_chat) <= 101  # each answered chat (up to 100), then "other"
 
 
 def test_token_never_in_logs_errors_or_metrics(bot, tg):
