@@ -57,6 +57,12 @@ def test_admin_requires_the_token(admin_gateway, path):
     assert wrong.headers["www-authenticate"] == "Bearer"
 
 
+def test_admin_page_is_served_whole(admin_gateway):
+    page = httpx.get(admin_gateway.base_url + "/admin/", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "<title>dvach-bot" in page.text and page.text.rstrip().endswith("</html>")
+
+
 def test_admin_is_off_without_a_configured_token(gateway):
     response = httpx.get(gateway.base_url + "/admin/queues", headers={"Authorization": "Bearer x"}, timeout=10)
     assert response.status_code == 403

@@ -162,8 +162,8 @@ def test_real_prometheus_scrapes_gateway_and_worker(gateway, metered_worker, tmp
             for query, check in list(pending.items()):
                 try:
                     body = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": query}, timeout=5).json()
-                except httpx.HTTPError:
-                    break  # Prometheus is still starting
+                except (httpx.HTTPError, ValueError):
+                    break  # Prometheus is still starting (no answer yet, or a plain-text 503)
                 last[query] = body.get("data", {}).get("result")
                 if body.get("status") == "success" and check(body["data"]["result"]):
                     del pending[query]
