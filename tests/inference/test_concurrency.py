@@ -125,7 +125,10 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(start_worker,
     starts = {j: submitted[j] + r.queue_ms / 1000 for j, r in results.items()}
     ends = {j: starts[j] + r.generate_ms / 1000 for j, r in results.items()}
     assert {r.worker for r in results.values()} == {"lanes@test"}
-    assert max(starts.values()) < min(ends.values()), "the jobs did not overlap in one worker"
+    # Most jobs running at one moment (a job counts from its start to its end): at least two
+    # must have run at once in this one process; a loaded CI machine may spread the rest out.
+    running_at_a_start = max(sum(starts[j] <= t < ends[j] for j in results) for t in starts.values())
+    assert running_at_a_start >= 2, "the jobs did not overlap in one worker"
     log = worker.log_text()
     assert log.count('"model loaded"') == 1  # one copy of the weights in the process
     assert '"backend": "ctranslate2"' in log and '"lanes": 2' in log
