@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import tempfile
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from shared.prompt import build_prompt, cut_reply, length_bucket
+from shared.prompt import build_prompt, cut_reply
 
 from services.inference_worker.demo_model.corpus import demo_dialogs
 
@@ -29,19 +30,21 @@ log = logging.getLogger(__name__)
 EOS = "<|endoftext|>"
 METADATA_FILE = "demo_model.json"
 
+# Sized for about a minute on 2 cores: in that budget a narrow model trained for more (small)
+# steps reached a lower loss than a wider one trained for fewer.
 VOCAB_SIZE = 2500
 N_LAYER = 4
 N_EMBD = 128
 N_HEAD = 4
-# As long as GPT-2's: the worker's prompts may reach MAX_CONTEXT_TOKENS (768) with any model.
+# As long as GPT-2's, so that the worker's longest prompts (MAX_CONTEXT_TOKENS) never overflow;
+# positions past ROW_TOKENS are untrained, so very long prompts work but read worse.
 N_POSITIONS = 1024
 ROW_TOKENS = 128  # examples are packed into rows of this many tokens
 BATCH_ROWS = 4
-DEFAULT_STEPS = 1200
+DEFAULT_STEPS = 1100
 PEAK_LR = 3e-3
 WARMUP_STEPS = 40
 THREADS = 2
-REPLY_ONLY = True
 
 # Sampling used to check the result (and printed by the CLI).
 SAMPLE_MESSAGES = ("привет анон", "двач, как дела?", "что думаешь о котах?", "ненавижу работу", "ты бот?")
@@ -79,34 +82,19 @@ def _token_counter(tokenizer) -> Callable[[str], int]:
     return count
 
 
-def render_examples(dialogs: Sequence[Sequence[str]], tokenizer) -> list[tuple[list[int], list[int]]]:
-    """Each dialog as a training example (token ids, labels): older turns as the prompt, turns[0] as the reply.
-
-    Only the reply and its eos carry loss; prompt tokens get label -100, so the small model spends
-    itself on answering rather than on guessing how a thread starts.
-    """
+def render_examples(dialogs: Sequence[Sequence[str]], tokenizer) -> list[list[int]]:
+    """Token ids of each dialog as a training example: its older turns as the prompt, turns[0] as the reply."""
     count = _token_counter(tokenizer)
-    examples = []
-    for dialog in dialogs:
-        prompt = build_prompt(dialog[1:], count, EOS, reply_length=length_bucket(count(dialog[0])))
-        text = build_prompt(dialog[1:], count, EOS, reply=dialog[0])
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = encoded["input_ids"]
-        if REPLY_ONLY:
-            labels = [i if start >= len(prompt) else -100 for i, (start, _) in zip(ids, encoded["offset_mapping"])]
-        else:
-            labels = list(ids)
-        examples.append((ids, labels))
-    too_long = [len(ids) for ids, _ in examples if len(ids) > ROW_TOKENS]
+    texts = [build_prompt(d[1:], count, EOS, reply=d[0]) for d in dialogs]
+    examples = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    too_long = [len(e) for e in examples if len(e) > ROW_TOKENS]
     if too_long:
         raise ValueError(f"{len(too_long)} demo examples exceed {ROW_TOKENS} tokens (longest {max(too_long)})")
     return examples
 
 
-def _pack_rows(
-    examples: list[tuple[list[int], list[int]]], rng: random.Random, pad_id: int
-) -> list[tuple[list[int], list[int]]]:
-    """One epoch: whole examples in shuffled order, packed greedily into rows of ROW_TOKENS.
+def _pack_rows(examples: list[list[int]], rng: random.Random, pad_id: int) -> list[tuple[list[int], list[int]]]:
+    """One epoch as (input ids, labels) rows: whole examples in shuffled order, packed greedily.
 
     Each example starts after the previous one's eos, as a prompt starts a fresh context; the
     padding at the end of a row is ignored by the loss (label -100).
@@ -114,25 +102,23 @@ def _pack_rows(
     order = list(range(len(examples)))
     rng.shuffle(order)
     rows: list[tuple[list[int], list[int]]] = []
-    ids: list[int] = []
-    labels: list[int] = []
+    current: list[int] = []
     for i in order:
-        if len(ids) + len(examples[i][0]) > ROW_TOKENS:
-            rows.append(_padded(ids, labels, pad_id))
-            ids, labels = [], []
-        ids = ids + examples[i][0]
-        labels = labels + examples[i][1]
-    if ids:
-        rows.append(_padded(ids, labels, pad_id))
+        if len(current) + len(examples[i]) > ROW_TOKENS:
+            rows.append(_padded(current, pad_id))
+            current = []
+        current = current + examples[i]
+    if current:
+        rows.append(_padded(current, pad_id))
     return rows
 
 
-def _padded(ids: list[int], labels: list[int], pad_id: int) -> tuple[list[int], list[int]]:
+def _padded(ids: list[int], pad_id: int) -> tuple[list[int], list[int]]:
     pad = ROW_TOKENS - len(ids)
-    return ids + [pad_id] * pad, labels + [-100] * pad
+    return ids + [pad_id] * pad, ids + [-100] * pad
 
 
-def _batches(examples: list[tuple[list[int], list[int]]], rng: random.Random, pad_id: int):
+def _batches(examples: list[list[int]], rng: random.Random, pad_id: int):
     """Endless batches of BATCH_ROWS rows, epoch after epoch (each epoch packed anew)."""
     import torch
 
@@ -153,13 +139,13 @@ def _learning_rate(step: int, total: int) -> float:
     return PEAK_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def _train(model, examples: list[tuple[list[int], list[int]]], *, seed: int, steps: int, pad_id: int, progress: bool) -> list[float]:
+def _train(model, examples: list[list[int]], *, seed: int, steps: int, pad_id: int, progress: bool) -> list[float]:
     """Train `model` in place for `steps` steps; returns the loss of every step."""
     import torch
     from tqdm import tqdm
 
     rng = random.Random(seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, betas=(0.9, 0.98), weight_decay=0.01)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, betas=(0.9, 0.98), weight_decay=0.01, fused=True)
     batches = _batches(examples, rng, pad_id)
     losses: list[float] = []
     model.train()
@@ -183,8 +169,8 @@ def _train(model, examples: list[tuple[list[int], list[int]]], *, seed: int, ste
 def build_demo_model(out_dir: Path, *, seed: int = 1234, steps: int | None = None, progress: bool = True) -> Path:
     """Train the demo model and save it (model, tokenizer, demo_model.json) into `out_dir`.
 
-    Deterministic for a `seed` on the same machine and thread count. `out_dir` is replaced
-    atomically: readers see either the old folder or the finished new one.
+    Deterministic for a `seed` on the same machine and thread count. The model is built in a
+    temporary folder beside `out_dir` and renamed into place, so a half-built model never appears.
     """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -231,13 +217,14 @@ def build_demo_model(out_dir: Path, *, seed: int = 1234, steps: int | None = Non
         "initial_loss": round(losses[0], 4),
         "final_loss": round(sum(tail) / len(tail), 4),  # mean of the last steps: one batch is noisy
         "dialogs": len(dialogs),
-        "examples_tokens": sum(len(ids) for ids, _ in examples),
+        "examples_tokens": sum(len(e) for e in examples),
         "vocab_size": len(tokenizer),
         "parameters": sum(p.numel() for p in model.parameters()),
         "build_seconds": None,
     }
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the model folder is shared with the workers
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         metadata["build_seconds"] = round(time.perf_counter() - started, 1)
@@ -318,6 +305,10 @@ def sample_replies(model_dir: Path, messages: Sequence[str] = SAMPLE_MESSAGES, *
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: build the demo model and print a few sampled replies."""
+    # Idle OpenMP threads spin for a long time by default; when other processes share the cores,
+    # that spinning starves the thread being waited for (steps measured 2-5x slower). libgomp reads
+    # this when torch is first imported, which is below.
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     from shared.logging_setup import configure_from_settings
     from shared.settings import get_settings
 

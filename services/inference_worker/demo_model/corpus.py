@@ -1,8 +1,8 @@
 """The demo model's training corpus: short imageboard-style dialogs written for this project.
 
-Two parts: hand-written dialogs, and dialogs filled in from templates (openers, takes on a
-topic, reactions) so that the tiny model sees a few thousand examples. Everything here is
-written for the project; nothing is copied from scraped data.
+Three parts: hand-written dialogs; the same dialogs with a stock phrase added to the last turn
+(medium-length replies); dialogs filled in from templates (openers, takes on a topic, reactions).
+Everything here is written for the project; nothing is copied from scraped data.
 
 The text below is in reading order (oldest turn first), because that is how dialogs are written;
 `demo_dialogs()` returns every dialog newest first, the project's order (reply = turns[0]).
@@ -296,7 +296,7 @@ _HANDWRITTEN = """
 зарядка — для слабаков
 
 починил принтер
-ты колдун, тебя надо сжечь
+ты колдун, признавайся, с кем договорился
 
 мамка зовёт ужинать
 иди, анон, тред подождёт
