@@ -39,6 +39,14 @@ def clean_reply(text: str) -> str:
     return _CONTROLS.sub("", text).strip()[:TELEGRAM_MAX_TEXT]
 
 
+def per_second_windows(settings: Settings, chat_id: int | str | None) -> list[Window]:
+    """The per-second budgets a send to `chat_id` takes (only the global one without a chat)."""
+    windows = [Window("global", settings.bot_global_per_second, 1.0)]
+    if chat_id is not None:
+        windows.append(Window(f"chat:{chat_id}", settings.bot_chat_per_second, 1.0))
+    return windows
+
+
 class Delivery:
     def __init__(self, bot: Bot, limiter: RateLimiter, claims: Claims, cache: ChainCache, settings: Settings):
         self.bot = bot
@@ -49,7 +57,7 @@ class Delivery:
 
     def windows(self, chat_id: int, chat_type: str, kind: str) -> list[Window]:
         s = self.settings
-        windows = [Window("global", s.bot_global_per_second, 1.0), Window(f"chat:{chat_id}", s.bot_chat_per_second, 1.0)]
+        windows = per_second_windows(s, chat_id)
         if chat_type in GROUP_TYPES:
             limit = s.bot_group_per_minute
             if kind == "random":

@@ -31,7 +31,7 @@ from services.bot import metrics, texts
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
-from services.bot.delivery import Delivery
+from services.bot.delivery import Delivery, per_second_windows
 from services.bot.handlers import commands_router, messages_router
 from services.bot.intake import IntakeMiddleware
 from services.bot.rate_limit import RateLimiter
@@ -141,7 +141,8 @@ async def run(settings: Settings, token: str, webhook_secret: str | None) -> Non
     client = GenerationClient(settings)
     prefix = f"dvach:bot:{bot.id}"  # per bot: two bots may share one Redis
     limiter = RateLimiter(redis, prefix + ":rl")
-    session.middleware(RetryAfterMiddleware(limiter, settings.bot_max_retry_after_s))
+    session.middleware(RetryAfterMiddleware(limiter, settings.bot_max_retry_after_s,
+                                            retry_windows=lambda chat_id: per_second_windows(settings, chat_id)))
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
     delivery = Delivery(bot, limiter, claims, cache, settings)

@@ -4,7 +4,9 @@
   because of one malformed update, drops that update instead of failing the whole batch (aiogram
   would otherwise ask for the same batch forever and the bot would stop answering).
 - `RetryAfterMiddleware` waits out a 429's `retry_after` and retries the call once; it also blocks
-  the chat's (or the global) send window for that long, so concurrent replies wait too.
+  the chat's (or the global) send window for that long, so concurrent replies wait too, and the
+  retry takes a slot of those windows like any send (else it would go out together with the reply
+  that was waiting for the same chat).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiogram import Bot
@@ -24,7 +27,7 @@ from aiogram.types import Update
 from pydantic import ValidationError
 
 from services.bot import metrics
-from services.bot.rate_limit import RateLimiter
+from services.bot.rate_limit import RateLimiter, Window
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +83,11 @@ class BotSession(AiohttpSession):
 class RetryAfterMiddleware(BaseRequestMiddleware):
     """Wait out a 429 and retry once; count network errors (timeouts) by kind."""
 
-    def __init__(self, limiter: RateLimiter | None, max_retry_after_s: float):
+    def __init__(self, limiter: RateLimiter | None, max_retry_after_s: float,
+                 retry_windows: Callable[[Any], list[Window]] | None = None):
         self.limiter = limiter
         self.max_retry_after_s = max_retry_after_s
+        self.retry_windows = retry_windows
 
     async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]):
         try:
@@ -100,7 +105,13 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
                 )
                 raise
             log.warning("telegram 429: waiting and retrying once", extra={"method": name, "retry_after": exc.retry_after})
-            await asyncio.sleep(exc.retry_after)
+            if self.limiter is not None and self.retry_windows is not None and not isinstance(method, GetUpdates):
+                # Waits out the block set above, then reserves the retry's slot.
+                if await self.limiter.acquire(self.retry_windows(chat_id), exc.retry_after + self.max_retry_after_s) is None:
+                    log.warning("telegram 429: no send slot for the retry", extra={"method": name})
+                    raise
+            else:
+                await asyncio.sleep(exc.retry_after)
             return await self._call(make_request, bot, method)
 
     @staticmethod

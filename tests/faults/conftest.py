@@ -74,3 +74,7 @@ def private_redis(tmp_path):
 @pytest.fixture(scope="session")
 def slow_model_dir(tmp_path_factory):
     return make_tiny_gpt2(tmp_path_factory.mktemp("slow-model") / "slow-gpt2", n_layer=8, n_embd=512)
+
+
+# The bot fault cases start their own bot against the local Bot API stand-in.
+from tests.bot.conftest import start_bot  # noqa: E402,F401
