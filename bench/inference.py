@@ -116,14 +116,12 @@ def child_worker(args) -> dict:
 
     from services.inference_worker.backends import load_backend
     from services.inference_worker.generation import Generator
-    from services.inference_worker.runtime import backend_options
-    from services.inference_worker.scheduler import Scheduler
+    from services.inference_worker.runtime import backend_options, make_scheduler
 
     settings = Settings(redis_url="redis://unused")
     backend = load_backend(args.backend, Path(args.model), backend_options(settings))
     generator = Generator(backend)
-    scheduler = Scheduler(generator, lanes=backend.lanes, max_batch=settings.inference_max_batch,
-                          batch_wait_s=settings.inference_batch_wait_ms / 1000)
+    scheduler = make_scheduler(generator, backend, settings)
     dialog = bench_dialog(backend.encode, backend.eos_token, args.prompt_tokens)
     params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
     scheduler.reply(dialog, params)  # warm-up
@@ -241,8 +239,15 @@ def measure_queue(args) -> dict:
                     thread.join()
                 per_reply += [end - started for end in ends]
                 walls.append(max(ends) - started)
+        sizes = []
+        for line in worker.log_text().splitlines():
+            if '"batch started"' in line:
+                try:
+                    sizes.append(json.loads(line)["size"])
+                except (ValueError, KeyError):
+                    pass
         result.update(gw_single_s=single, gw_conc_reply_s=per_reply, gw_conc_wall_s=walls, gw_conc_tokens=tokens,
-                      worker_rss_mb=rss_mb(worker.pid))
+                      worker_rss_mb=rss_mb(worker.pid), batch_sizes=sizes)
     finally:
         gateway.stop()
         worker.stop()
@@ -304,6 +309,8 @@ def table(args, seed: dict, ours: dict, queue: dict | None) -> str:
         p50 = statistics.median(queue["overhead_ms"])
         lines.append(f"- queue overhead per job (client round trip minus the worker's generate_ms) p50 <= 15 ms: "
                      f"{p50:.1f} ms, p95 {percentile(queue['overhead_ms'], 0.95):.1f} ms ({'met' if p50 <= 15 else 'NOT met'})")
+    if queue and queue.get("batch_sizes"):
+        lines.append(f"- batches the worker ran through the queue (sizes, in order): {queue['batch_sizes']}")
     return "\n".join(lines)
 
 

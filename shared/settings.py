@@ -210,7 +210,10 @@ class Settings(BaseSettings):
     )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(
-        default=8.0, ge=0, le=1000, description="How long the first job of a burst waits for others to batch with."
+        default=20.0, ge=0, le=1000, description="A batch starts once no job joined it for this long (a burst is arriving)."
+    )
+    inference_batch_max_wait_ms: float = Field(
+        default=80.0, ge=0, le=5000, description="...and at the latest this long after its first job arrived."
     )
     inference_bulk_lanes: int = Field(
         default=0, ge=0, description="Lanes bulk jobs may hold at once; 0 = all but one (kept for interactive jobs)."

@@ -93,6 +93,20 @@ _scheduler: Scheduler | None = None
 _scheduler_lock = threading.Lock()
 
 
+def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler:
+    """A scheduler over `backend`'s lanes as the INFERENCE_* settings configure it."""
+    return Scheduler(
+        generator,
+        lanes=backend.lanes,
+        max_batch=settings.inference_max_batch,
+        batch_wait_s=settings.inference_batch_wait_ms / 1000,
+        batch_max_wait_s=settings.inference_batch_max_wait_ms / 1000,
+        bulk_lanes=settings.inference_bulk_lanes or None,
+        # Lanes that split the cores take a burst evenly; lanes that each use all of them fill one first.
+        spread=backend.lanes * backend_threads(backend) <= backend.options.cores,
+    )
+
+
 def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
     """This process's scheduler (made on first use, after the model loaded).
 
@@ -102,11 +116,5 @@ def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
     global _scheduler
     with _scheduler_lock:
         if _scheduler is None or _scheduler.pid != os.getpid():
-            _scheduler = Scheduler(
-                lambda: runtime.generator,
-                lanes=runtime.backend.lanes,
-                max_batch=settings.inference_max_batch,
-                batch_wait_s=settings.inference_batch_wait_ms / 1000,
-                bulk_lanes=settings.inference_bulk_lanes or None,
-            )
+            _scheduler = make_scheduler(lambda: runtime.generator, runtime.backend, settings)
         return _scheduler

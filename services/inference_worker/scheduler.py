@@ -6,12 +6,16 @@ the backend runs the lanes in parallel on the same weights (CTranslate2's replic
 
 How a batch is formed, when a lane is free:
 - the oldest interactive job goes first, else the oldest bulk job;
-- jobs with the same sampling parameters join it (interactive ones first), up to `max_batch`,
-  spread evenly over the free lanes (8 jobs on 2 free lanes: 4 and 4, not 8 and 0);
+- jobs with the same sampling parameters join it (interactive ones first), up to `max_batch`;
+  when the lanes split the cores between them (`spread`), the jobs are spread evenly over the free
+  lanes (8 jobs on 2 free lanes: 4 and 4); when every lane may use all the cores, one lane is
+  filled first (8 and 0): two lanes running at once would share the cores and run a batch of 4
+  each slower than one lane runs 8 (measured: docs/inference.md), and the idle lane stays free
+  for an interactive job that arrives meanwhile;
 - a job with a seed runs alone (its reply must not depend on what it was batched with);
-- the dispatcher waits up to `batch_wait_s` after the first job arrives for others to join (jobs
-  of a burst arrive a few milliseconds apart through the queue); a job that already waited for a
-  lane starts at once.
+- a burst's jobs arrive a few milliseconds apart through the queue, so the dispatcher waits until
+  no job has joined for `batch_wait_s`, at most `batch_max_wait_s` after the first one arrived;
+  a job that already waited for a lane starts at once.
 Bulk jobs use at most `bulk_lanes` lanes at a time, so that an interactive job finds a lane without
 waiting for a bulk batch to end (when the worker has more than one lane).
 """
@@ -63,7 +67,9 @@ class Scheduler:
         lanes: int = 1,
         max_batch: int = 8,
         batch_wait_s: float = 0.008,
+        batch_max_wait_s: float | None = None,
         bulk_lanes: int | None = None,
+        spread: bool = True,
     ):
         # A callable is read for each batch (the served model may be switched while running).
         self._generator = generator if callable(generator) else (lambda: generator)
@@ -71,6 +77,8 @@ class Scheduler:
         self.lanes = max(1, lanes)
         self.max_batch = max(1, max_batch)
         self.batch_wait_s = batch_wait_s
+        self.batch_max_wait_s = max(batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s)
+        self.spread = spread
         self.bulk_lanes = max(1, min(self.lanes, bulk_lanes if bulk_lanes else max(1, self.lanes - 1)))
         self._queues: dict[Priority, deque[Job]] = {"interactive": deque(), "bulk": deque()}
         self._cond = threading.Condition()
@@ -130,9 +138,13 @@ class Scheduler:
                     return
                 head = self._first()
                 assert head is not None
-                # Give a burst time to arrive, unless the head job already waited or the batch is full.
-                until = head.arrived + self.batch_wait_s
-                while time.monotonic() < until and self._compatible_count(head) < self.max_batch * self._idle:
+                # Give a burst time to arrive, unless the head job already waited or the batch is full:
+                # until no job joined for batch_wait_s, at most batch_max_wait_s after the head.
+                limit = head.arrived + self.batch_max_wait_s
+                while self._compatible_count(head) < self._wanted(head):
+                    until = min(limit, self._newest_compatible(head) + self.batch_wait_s)
+                    if time.monotonic() >= until:
+                        break
                     self._cond.wait(until - time.monotonic())
                     if self._stopping:
                         return
@@ -146,6 +158,14 @@ class Scheduler:
                 self._lane_inbox[lane].append(batch)
                 self._cond.notify_all()
 
+    def _wanted(self, head: Job) -> int:
+        """How many jobs would fill what the free lanes take at once."""
+        return self.max_batch * (self._idle if self.spread else 1)
+
+    def _newest_compatible(self, head: Job) -> float:
+        key = head.batch_key
+        return max((job.arrived for q in self._queues.values() for job in q if job.batch_key == key), default=head.arrived)
+
     def _compatible_count(self, head: Job) -> int:
         key = head.batch_key
         if key[0] == "alone":
@@ -155,7 +175,8 @@ class Scheduler:
     def _take_batch(self, head: Job) -> list[Job]:
         """Remove `head` and the jobs that join it from the queues (interactive ones first)."""
         key = head.batch_key
-        size = 1 if key[0] == "alone" else max(1, min(self.max_batch, math.ceil(self._compatible_count(head) / self._idle)))
+        lanes = self._idle if self.spread else 1
+        size = 1 if key[0] == "alone" else max(1, min(self.max_batch, math.ceil(self._compatible_count(head) / lanes)))
         self._queues[head.priority].remove(head)
         batch = [head]
         for priority in ("interactive", "bulk"):

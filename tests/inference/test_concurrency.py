@@ -72,6 +72,36 @@ def test_jobs_submitted_together_run_at_once_on_one_model(two_lane_generator: Ge
     assert sorted(job.batch_size for job in jobs) == [3] * 6  # 6 jobs spread evenly over 2 free lanes
 
 
+def test_lanes_that_share_the_cores_fill_one_lane_first(two_lane_generator: Generator):
+    """spread=False (each lane may use every core): a burst is one batch while it fits, so the
+    second lane stays free; past max_batch the rest starts on the second lane at once."""
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=4, batch_wait_s=0.05, spread=False)
+    try:
+        six = [scheduler.submit([f"сообщение {i}"], LONG) for i in range(6)]
+        [f.result(timeout=120) for f in six]
+        three = [scheduler.submit([f"ещё {i}"], LONG) for i in range(3)]
+        [f.result(timeout=120) for f in three]
+    finally:
+        scheduler.stop()
+    assert sorted(f.job.batch_size for f in six) == [2, 2, 4, 4, 4, 4]
+    assert [f.job.batch_size for f in three] == [3, 3, 3]
+
+
+def test_a_burst_arriving_over_longer_than_the_wait_is_still_one_batch(two_lane_generator: Generator):
+    """Jobs keep joining while each arrives within batch_wait_s of the previous one, even when the
+    whole burst takes longer than batch_wait_s (bounded by batch_max_wait_s)."""
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.5, batch_max_wait_s=5.0, spread=False)
+    try:
+        futures = []
+        for i in range(5):
+            futures.append(scheduler.submit([f"волна {i}"], LONG))
+            time.sleep(0.15)  # pacing the burst (5 jobs over 0.6 s), not waiting for a result
+        [f.result(timeout=120) for f in futures]
+    finally:
+        scheduler.stop()
+    assert [f.job.batch_size for f in futures] == [5] * 5
+
+
 def test_interactive_job_overtakes_a_pile_of_bulk_jobs(two_lane_generator: Generator):
     scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=2, batch_wait_s=0.0)
     try:
