@@ -3,7 +3,10 @@
 `submit` puts an `inference.generate` job on a queue; `wait` awaits its result without blocking
 the event loop: it subscribes to the result backend's own pub/sub channel for the job (Celery's
 Redis backend publishes every state change on the result key) and reads the key once, so a result
-stored before the subscription is not missed.
+stored before the subscription is not missed. All the jobs a client waits on share one pub/sub
+connection (`_ResultWatcher`): a connection per waiting job would run the pool dry under a burst
+(redis-py refuses the 101st with "Too many connections"). Short commands use a blocking pool, which
+makes a burst wait for a free connection instead of failing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -51,6 +55,99 @@ class BackendUnavailable(GenerationError):
     """Redis (broker or result backend) cannot be reached."""
 
 
+# Connections of a client's pool for short commands; more callers wait for one (bounded).
+POOL_CONNECTIONS = 64
+POOL_WAIT_S = 10.0
+# A waiting job re-reads its result key this often, in case a publish was missed (a reconnect).
+RECHECK_S = 5.0
+
+
+def blocking_redis(url: str, *, max_connections: int = POOL_CONNECTIONS, **kwargs: Any) -> aioredis.Redis:
+    """An async Redis client whose pool makes callers wait for a free connection (up to
+    POOL_WAIT_S) instead of raising "Too many connections" under a burst."""
+    pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=POOL_WAIT_S, **kwargs)
+    return aioredis.Redis.from_pool(pool)
+
+
+class _ResultWatcher:
+    """One pub/sub connection for every job a client waits on; each waiter gets a queue that
+    receives the payloads published on its job's result key (or BackendUnavailable when the
+    connection is lost: the waiters fail and the next watch opens a new connection)."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self._redis = redis
+        self._pubsub: Any = None
+        self._reader: asyncio.Task | None = None
+        self._waiters: dict[str, set[asyncio.Queue]] = {}
+        self._lock = asyncio.Lock()
+
+    async def watch(self, key: str) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue()
+        async with self._lock:
+            if self._pubsub is None:
+                self._pubsub = self._redis.pubsub()
+            pubsub = self._pubsub
+            waiters = self._waiters.setdefault(key, set())
+            if not waiters:
+                try:
+                    await pubsub.subscribe(key)
+                except _REDIS_DOWN:
+                    del self._waiters[key]
+                    await self._drop(pubsub)
+                    raise
+            waiters.add(queue)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.create_task(self._read(pubsub), name="result-watcher")
+        return queue
+
+    async def unwatch(self, key: str, queue: asyncio.Queue) -> None:
+        async with self._lock:
+            waiters = self._waiters.get(key)
+            if waiters is None:
+                return
+            waiters.discard(queue)
+            if not waiters:
+                del self._waiters[key]
+                if self._pubsub is not None:
+                    with suppress(*_REDIS_DOWN):
+                        await self._pubsub.unsubscribe(key)
+
+    async def _read(self, pubsub: Any) -> None:
+        try:
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                channel = message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else channel
+                for queue in list(self._waiters.get(channel, ())):
+                    queue.put_nowait(message["data"])
+        except Exception as exc:  # a lost connection (or anything else): the waiters must not hang
+            async with self._lock:
+                waiters, self._waiters = self._waiters, {}
+                await self._drop(pubsub)
+            for queues in waiters.values():
+                for queue in queues:
+                    queue.put_nowait(BackendUnavailable(str(exc)))
+
+    async def _drop(self, pubsub: Any) -> None:
+        """Forget a broken pub/sub connection (called with the lock held)."""
+        if self._pubsub is pubsub:
+            self._pubsub = None
+        with suppress(Exception):
+            await pubsub.aclose()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._pubsub is not None:
+            with suppress(Exception):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+
 @dataclass
 class JobStatus:
     job_id: str
@@ -68,9 +165,8 @@ class GenerationClient:
     def __init__(self, settings: Settings, app: Celery | None = None):
         self.settings = settings
         self.app = app or create_celery_app(settings)
-        self._redis = aioredis.from_url(
-            settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10
-        )
+        self._redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10)
+        self._watcher = _ResultWatcher(self._redis)
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -78,6 +174,7 @@ class GenerationClient:
         return self._redis
 
     async def close(self) -> None:
+        await self._watcher.close()
         await self._redis.aclose()
 
     async def submit(
@@ -151,18 +248,26 @@ class GenerationClient:
         key = self.app.backend.get_key_for_task(job_id)
         deadline = time.monotonic() + timeout_s
         try:
-            async with self._redis.pubsub() as pubsub:
-                await pubsub.subscribe(key)
-                status = self._decode(job_id, await self._redis.get(key))
-                while not status.ready:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise JobTimeout(f"no result for job {job_id} within {timeout_s:.1f}s")
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 1.0))
-                    if message is not None:
-                        status = self._decode(job_id, message["data"])
+            queue = await self._watcher.watch(key)
         except _REDIS_DOWN as exc:
             raise BackendUnavailable(str(exc)) from exc
+        try:
+            status = self._decode(job_id, await self._redis.get(key))
+            while not status.ready:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobTimeout(f"no result for job {job_id} within {timeout_s:.1f}s")
+                try:
+                    payload = await asyncio.wait_for(queue.get(), timeout=min(remaining, RECHECK_S))
+                except asyncio.TimeoutError:
+                    payload = await self._redis.get(key)  # a publish may have been missed
+                if isinstance(payload, BackendUnavailable):
+                    raise payload
+                status = self._decode(job_id, payload)
+        except _REDIS_DOWN as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        finally:
+            await self._watcher.unwatch(key, queue)
         if status.state == states.SUCCESS:
             assert status.result is not None
             return status.result

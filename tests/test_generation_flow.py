@@ -160,3 +160,30 @@ async def test_pickle_payload_is_refused(worker, redis_url):
         await client.close()
         app.close()
     assert "pickle" in worker.log_text().lower()
+
+
+@pytest.mark.timeout(300)
+async def test_hundreds_of_concurrent_waits_share_one_connection(worker, redis_url):
+    """More jobs waited on at once than a Redis pool has connections (redis-py's default is 100):
+    every one gets its result, and the client holds a handful of connections, not one per job."""
+    import redis.asyncio as aioredis
+
+    client = GenerationClient(Settings(redis_url=redis_url))
+    admin = aioredis.from_url(redis_url)
+    try:
+        params = GenerationParams(max_new_tokens=6)
+        job_ids = await asyncio.gather(*[client.submit([f"сообщение {i}"], params, timeout_s=240) for i in range(150)])
+        waits = [asyncio.create_task(client.wait(job_id, 240)) for job_id in job_ids]
+        outcomes = await asyncio.gather(*waits, return_exceptions=True)
+        # Pooled connections stay open after use: a connection per waiting job would show here.
+        clients = await admin.client_list()
+    finally:
+        await client.close()
+        await admin.aclose()
+    # Each wait ended with the worker's answer: a reply, or (rarely, from the random tiny model)
+    # the worker's report that it generated nothing; never a lost connection or a timeout.
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    assert all(isinstance(f, JobFailed) and f.kind == "EmptyGeneration" for f in failures), failures[:3]
+    replies = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(replies) >= 140 and all(r.text for r in replies)
+    assert len(clients) < 100

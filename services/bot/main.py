@@ -14,7 +14,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
 
-import redis.asyncio as aioredis
 from aiogram import Bot, Dispatcher
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
@@ -23,7 +22,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from shared.db import make_async_engine, migrate
-from shared.generation_client import GenerationClient
+from shared.generation_client import GenerationClient, blocking_redis
 from shared.logging_setup import configure_from_settings
 from shared.settings import Settings
 
@@ -136,7 +135,7 @@ async def set_commands(bot: Bot) -> None:
 async def run(settings: Settings, token: str, webhook_secret: str | None) -> None:
     session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=settings.bot_request_timeout_s)
     bot = Bot(token=token, session=session)
-    redis = aioredis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=10)
+    redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=10)
     engine = make_async_engine(settings.database_url, pool_size=5, max_overflow=5, pool_timeout=10)
     client = GenerationClient(settings)
     prefix = f"dvach:bot:{bot.id}"  # per bot: two bots may share one Redis
