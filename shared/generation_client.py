@@ -4,7 +4,7 @@
 the event loop: it subscribes to the result backend's own pub/sub channel for the job (Celery's
 Redis backend publishes every state change on the result key) and reads the key once, so a result
 stored before the subscription is not missed. All the jobs a client waits on share one pub/sub
-connection (`_ResultWatcher`): a connection per waiting job would run the pool dry under a burst
+connection subscribed to the pattern of result keys (`_ResultWatcher`): a connection per waiting job would run the pool dry under a burst
 (redis-py refuses the 101st with "Too many connections"). Short commands use a blocking pool, which
 makes a burst wait for a free connection instead of failing.
 """
@@ -69,73 +69,67 @@ def blocking_redis(url: str, *, max_connections: int = POOL_CONNECTIONS, **kwarg
     return aioredis.Redis.from_pool(pool)
 
 
-class _ResultWatcher:
-    """One pub/sub connection for every job a client waits on; each waiter gets a queue that
-    receives the payloads published on its job's result key (or BackendUnavailable when the
-    connection is lost: the waiters fail and the next watch opens a new connection)."""
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
-    def __init__(self, redis: aioredis.Redis):
+
+class _ResultWatcher:
+    """One pub/sub connection for every job a client waits on. It subscribes once to the pattern
+    of all result keys (no subscribe round trip per job; the other jobs' few hundred bytes are
+    dropped); each waiter registers a queue for its key and gets the payloads published on it, or
+    BackendUnavailable when the connection is lost (the next watch opens a new one)."""
+
+    def __init__(self, redis: aioredis.Redis, pattern: str):
         self._redis = redis
-        self._pubsub: Any = None
+        self._pattern = pattern
         self._reader: asyncio.Task | None = None
+        self._pubsub: Any = None
         self._waiters: dict[str, set[asyncio.Queue]] = {}
         self._lock = asyncio.Lock()
 
-    async def watch(self, key: str) -> asyncio.Queue:
-        queue: asyncio.Queue = asyncio.Queue()
+    async def watch(self, key: str | bytes) -> asyncio.Queue:
+        """A queue for `key`'s payloads; once this returns, nothing published on `key` is missed."""
         async with self._lock:
-            if self._pubsub is None:
-                self._pubsub = self._redis.pubsub()
-            pubsub = self._pubsub
-            waiters = self._waiters.setdefault(key, set())
-            if not waiters:
-                try:
-                    await pubsub.subscribe(key)
-                except _REDIS_DOWN:
-                    del self._waiters[key]
-                    await self._drop(pubsub)
-                    raise
-            waiters.add(queue)
             if self._reader is None or self._reader.done():
+                pubsub = self._redis.pubsub()
+                try:
+                    await pubsub.psubscribe(self._pattern)
+                    # Until Redis confirms, a publish could still pass unseen.
+                    while (await pubsub.get_message(timeout=5.0) or {}).get("type") != "psubscribe":
+                        pass
+                except BaseException:
+                    with suppress(Exception):
+                        await pubsub.aclose()
+                    raise
+                self._pubsub = pubsub
                 self._reader = asyncio.create_task(self._read(pubsub), name="result-watcher")
+            queue: asyncio.Queue = asyncio.Queue()
+            self._waiters.setdefault(_text(key), set()).add(queue)
         return queue
 
-    async def unwatch(self, key: str, queue: asyncio.Queue) -> None:
-        async with self._lock:
-            waiters = self._waiters.get(key)
-            if waiters is None:
-                return
+    def unwatch(self, key: str | bytes, queue: asyncio.Queue) -> None:
+        key = _text(key)
+        waiters = self._waiters.get(key)
+        if waiters is not None:
             waiters.discard(queue)
             if not waiters:
                 del self._waiters[key]
-                if self._pubsub is not None:
-                    with suppress(*_REDIS_DOWN):
-                        await self._pubsub.unsubscribe(key)
 
     async def _read(self, pubsub: Any) -> None:
         try:
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None or message.get("type") != "message":
+                message = await pubsub.get_message(timeout=None)
+                if message is None or message.get("type") != "pmessage":
                     continue
-                channel = message["channel"]
-                channel = channel.decode() if isinstance(channel, bytes) else channel
-                for queue in list(self._waiters.get(channel, ())):
+                for queue in list(self._waiters.get(_text(message["channel"]), ())):
                     queue.put_nowait(message["data"])
         except Exception as exc:  # a lost connection (or anything else): the waiters must not hang
-            async with self._lock:
-                waiters, self._waiters = self._waiters, {}
-                await self._drop(pubsub)
+            waiters, self._waiters = self._waiters, {}
             for queues in waiters.values():
                 for queue in queues:
                     queue.put_nowait(BackendUnavailable(str(exc)))
-
-    async def _drop(self, pubsub: Any) -> None:
-        """Forget a broken pub/sub connection (called with the lock held)."""
-        if self._pubsub is pubsub:
-            self._pubsub = None
-        with suppress(Exception):
-            await pubsub.aclose()
+            with suppress(Exception):
+                await pubsub.aclose()
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -145,7 +139,6 @@ class _ResultWatcher:
         if self._pubsub is not None:
             with suppress(Exception):
                 await self._pubsub.aclose()
-            self._pubsub = None
 
 
 @dataclass
@@ -166,7 +159,7 @@ class GenerationClient:
         self.settings = settings
         self.app = app or create_celery_app(settings)
         self._redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10)
-        self._watcher = _ResultWatcher(self._redis)
+        self._watcher = _ResultWatcher(self._redis, _text(self.app.backend.task_keyprefix) + "*")
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -267,7 +260,7 @@ class GenerationClient:
         except _REDIS_DOWN as exc:
             raise BackendUnavailable(str(exc)) from exc
         finally:
-            await self._watcher.unwatch(key, queue)
+            self._watcher.unwatch(key, queue)
         if status.state == states.SUCCESS:
             assert status.result is not None
             return status.result
