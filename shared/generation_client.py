@@ -69,6 +69,9 @@ def blocking_redis(url: str, *, max_connections: int = POOL_CONNECTIONS, **kwarg
     return aioredis.Redis.from_pool(pool)
 
 
+RESUBSCRIBE = object()  # what a waiter's queue gets when the watcher's connection was lost
+
+
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -77,7 +80,7 @@ class _ResultWatcher:
     """One pub/sub connection for every job a client waits on. It subscribes once to the pattern
     of all result keys (no subscribe round trip per job; the other jobs' few hundred bytes are
     dropped); each waiter registers a queue for its key and gets the payloads published on it, or
-    BackendUnavailable when the connection is lost (the next watch opens a new one)."""
+    RESUBSCRIBE when the connection was lost."""
 
     def __init__(self, redis: aioredis.Redis, pattern: str):
         self._redis = redis
@@ -88,24 +91,30 @@ class _ResultWatcher:
         self._lock = asyncio.Lock()
 
     async def watch(self, key: str | bytes) -> asyncio.Queue:
-        """A queue for `key`'s payloads; once this returns, nothing published on `key` is missed."""
-        async with self._lock:
-            if self._reader is None or self._reader.done():
-                pubsub = self._redis.pubsub()
-                try:
-                    await pubsub.psubscribe(self._pattern)
-                    # Until Redis confirms, a publish could still pass unseen.
-                    while (await pubsub.get_message(timeout=5.0) or {}).get("type") != "psubscribe":
-                        pass
-                except BaseException:
-                    with suppress(Exception):
-                        await pubsub.aclose()
-                    raise
-                self._pubsub = pubsub
-                self._reader = asyncio.create_task(self._read(pubsub), name="result-watcher")
-            queue: asyncio.Queue = asyncio.Queue()
-            self._waiters.setdefault(_text(key), set()).add(queue)
+        """A queue for `key`'s payloads; once this returns, nothing published on `key` is missed
+        (until the queue receives RESUBSCRIBE: then call `ensure_reader` and re-read the key)."""
+        await self.ensure_reader()
+        queue: asyncio.Queue = asyncio.Queue()
+        self._waiters.setdefault(_text(key), set()).add(queue)
         return queue
+
+    async def ensure_reader(self) -> None:
+        """Subscribe and start reading, unless a reader runs already (raises when Redis is down)."""
+        async with self._lock:
+            if self._reader is not None and not self._reader.done():
+                return
+            pubsub = self._redis.pubsub()
+            try:
+                await pubsub.psubscribe(self._pattern)
+                # Until Redis confirms, a publish could still pass unseen.
+                while (await pubsub.get_message(timeout=5.0) or {}).get("type") != "psubscribe":
+                    pass
+            except BaseException:
+                with suppress(Exception):
+                    await pubsub.aclose()
+                raise
+            self._pubsub = pubsub
+            self._reader = asyncio.create_task(self._read(pubsub), name="result-watcher")
 
     def unwatch(self, key: str | bytes, queue: asyncio.Queue) -> None:
         key = _text(key)
@@ -123,13 +132,15 @@ class _ResultWatcher:
                     continue
                 for queue in list(self._waiters.get(_text(message["channel"]), ())):
                     queue.put_nowait(message["data"])
-        except Exception as exc:  # a lost connection (or anything else): the waiters must not hang
-            waiters, self._waiters = self._waiters, {}
-            for queues in waiters.values():
-                for queue in queues:
-                    queue.put_nowait(BackendUnavailable(str(exc)))
+        except Exception:  # a lost connection (or anything else): the waiters must not hang
+            # Publishes may have been missed: every waiter resubscribes and re-reads its key (and
+            # reports the backend unavailable if Redis is still down). The failure may come late,
+            # after Redis is back, so it must not fail waiters outright.
             with suppress(Exception):
                 await pubsub.aclose()
+            for queues in list(self._waiters.values()):
+                for queue in queues:
+                    queue.put_nowait(RESUBSCRIBE)
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -254,8 +265,9 @@ class GenerationClient:
                     payload = await asyncio.wait_for(queue.get(), timeout=min(remaining, RECHECK_S))
                 except asyncio.TimeoutError:
                     payload = await self._redis.get(key)  # a publish may have been missed
-                if isinstance(payload, BackendUnavailable):
-                    raise payload
+                if payload is RESUBSCRIBE:
+                    await self._watcher.ensure_reader()
+                    payload = await self._redis.get(key)
                 status = self._decode(job_id, payload)
         except _REDIS_DOWN as exc:
             raise BackendUnavailable(str(exc)) from exc
