@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Generations at once on one copy of the weights; 0 = one per core (ctranslate2)."
     )
     inference_threads_per_lane: int = Field(
-        default=0, ge=0, description="Threads of one generation; 0 = the cores divided among the lanes (measured best)."
+        default=0, ge=0, description="Threads of one generation; 0 = measured best: the cores divided among the lanes, all of them from 2048 wide."
     )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(

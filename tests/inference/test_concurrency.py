@@ -201,3 +201,24 @@ def test_reply_end_to_end_through_gateway_with_ctranslate2(start_worker, start_g
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["text"] and body["worker"] == "fast@test" and 1 <= body["new_tokens"] <= 36
+
+
+def test_default_layout_follows_the_model_width(converted_wider: Path, tmp_path: Path):
+    """Measured best on 2 cores (docs/inference.md): lanes split the cores for a 355M-class model,
+    every lane uses all of them from 2048 wide; the scheduler spreads a burst only in the first case."""
+    from services.inference_worker.ctranslate2_backend import default_threads_per_lane, model_width
+    from services.inference_worker.runtime import make_scheduler
+
+    assert model_width(converted_wider) > 0
+    backend = load_backend("ctranslate2", converted_wider, BackendOptions(threads=2))
+    assert (backend.lanes, backend.threads_per_lane) == (2, 1)
+    scheduler = make_scheduler(Generator(backend), backend, Settings(redis_url="redis://unused"))
+    assert scheduler.spread
+    scheduler.stop()
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    (wide / "config.json").write_text('{"n_embd": 2048}')
+    assert model_width(wide) == 2048
+    assert default_threads_per_lane(2, 2, model_width(wide)) == 2
+    assert default_threads_per_lane(8, 4, 1024) == 2
+    assert model_width(tmp_path / "missing") == 0
