@@ -8,10 +8,10 @@ How a batch is formed, when a lane is free:
 - the oldest interactive job goes first, else the oldest bulk job;
 - jobs with the same sampling parameters join it (interactive ones first), up to `max_batch`;
   when the lanes split the cores between them (`spread`), the jobs are spread evenly over the free
-  lanes (8 jobs on 2 free lanes: 4 and 4); when every lane may use all the cores, one lane is
-  filled first (8 and 0): two lanes running at once would share the cores and run a batch of 4
-  each slower than one lane runs 8 (measured: docs/inference.md), and the idle lane stays free
-  for an interactive job that arrives meanwhile;
+  lanes (8 jobs on 2 free lanes: 4 and 4); when every lane may use all the cores (the default
+  for models 2048 wide), one lane is filled first (8 and 0): there two lanes running at once
+  share the cores and gain nothing over one (measured: docs/inference.md), and the idle lane
+  stays free for an interactive job that arrives meanwhile;
 - a job with a seed runs alone (its reply must not depend on what it was batched with);
 - a burst's jobs arrive a few milliseconds apart through the queue, so the dispatcher waits until
   no job has joined for `batch_wait_s`, at most `batch_max_wait_s` after the first one arrived;
