@@ -219,7 +219,8 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Lanes bulk jobs may hold at once; 0 = all but one (kept for interactive jobs)."
     )
     inference_slots: int = Field(
-        default=8, ge=1, le=256, description="Jobs a threads-pool worker takes from the queues at once (its concurrency)."
+        default=0, ge=0, le=256,
+        description="Jobs a threads-pool worker takes from the queues at once; 0 = lanes x INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the ctranslate2 backend (float32: for parity checks)."

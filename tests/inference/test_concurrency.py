@@ -222,3 +222,11 @@ def test_default_layout_follows_the_model_width(converted_wider: Path, tmp_path:
     assert default_threads_per_lane(2, 2, model_width(wide)) == 2
     assert default_threads_per_lane(8, 4, 1024) == 2
     assert model_width(tmp_path / "missing") == 0
+
+
+def test_a_threads_pool_worker_takes_enough_jobs_for_every_lane_to_fill_a_batch():
+    from services.inference_worker.__main__ import job_slots
+
+    assert job_slots(Settings(redis_url="redis://unused", inference_threads=2)) == 2 * 8
+    assert job_slots(Settings(redis_url="redis://unused", inference_lanes=3, inference_max_batch=4)) == 12
+    assert job_slots(Settings(redis_url="redis://unused", inference_slots=5)) == 5
