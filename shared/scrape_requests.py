@@ -25,9 +25,12 @@ async def wait_for_crawl_request(redis_url: str | None, timeout_s: float) -> dic
     if not redis_url:
         await asyncio.sleep(timeout_s)  # the schedule's interval
         return None
-    client = aioredis.from_url(redis_url, socket_connect_timeout=3)
+    wait_s = max(1, int(timeout_s))
+    # The read must outlast the BLPOP: redis-py's default socket timeout (5 s) would end the wait
+    # early with "Timeout reading", and the schedule's plain sleep would then ignore requests.
+    client = aioredis.from_url(redis_url, socket_connect_timeout=3, socket_timeout=wait_s + 10)
     try:
-        item = await client.blpop([CRAWL_REQUESTS_KEY], timeout=max(1, int(timeout_s)))
+        item = await client.blpop([CRAWL_REQUESTS_KEY], timeout=wait_s)
     except (RedisError, OSError) as exc:
         log.warning("crawl requests unavailable, waiting for the schedule", extra={"error": str(exc)})
         await asyncio.sleep(timeout_s)

@@ -154,5 +154,10 @@ def test_run_crawls_at_once_when_the_admin_api_asks(db_url, dvach, recorded_dir,
                 time.sleep(0.2)  # polling interval; the loop waits for the condition
     finally:
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            _, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+            raise AssertionError(f"run did not stop within 30 s of SIGTERM; its log ends:\n{stderr[-3000:]}") from None
     assert '"crawl requested through the admin API"' in stderr
