@@ -10,8 +10,9 @@ memory is its own:
 - the worker path: the backend + scheduler the Celery worker runs (INFERENCE_* settings apply),
   one request at a time and `--requests` at once;
 - the whole queue: a real Redis, a real worker process (`python -m services.inference_worker`) and
-  a real gateway, requests through HTTP, and through the generation client alone (Redis + Celery)
-  to show the queue's own overhead per job (round trip minus the worker's generate_ms).
+  a real gateway, requests through HTTP (an untimed burst first opens the connections), and through
+  the generation client alone (Redis + Celery) to show the queue's own overhead per job (round trip
+  minus the worker's generate_ms).
 Prompts are `--prompt-tokens` long (48) and ask for `--new-tokens` (32): the seed's way is held to
 exactly that many (min_new_tokens); the worker stops at eos as it does in production, which random
 weights practically never sample, and tokens/s counts the tokens actually generated. Prints a
@@ -229,7 +230,9 @@ def measure_queue(args) -> dict:
                 http.post("/v1/replies", json=body).raise_for_status()
                 single.append(time.perf_counter() - started)
             per_reply, walls, tokens = [], [], 0
-            for _ in range(max(1, args.rounds // 2)):
+            # One untimed burst first: it opens the client's connections (new connections made the
+            # first burst reach the worker spread over more than the batch wait, e.g. 1 + 3 + 4).
+            for timed in [False] + [True] * max(1, args.rounds // 2):
                 started = time.perf_counter()
                 ends: list[float] = []
 
@@ -245,6 +248,9 @@ def measure_queue(args) -> dict:
                     thread.start()
                 for thread in threads:
                     thread.join()
+                if not timed:
+                    tokens = 0
+                    continue
                 per_reply += [end - started for end in ends]
                 walls.append(max(ends) - started)
         sizes = []
