@@ -33,6 +33,6 @@ async def test_a_cancelled_wait_ends_at_once(redis_url):
     assert waiting in done and waiting.cancelled()
 
 
-async def test_without_redis_the_wait_is_the_schedule(tmp_path):
+async def test_without_redis_the_wait_is_the_schedule():
     assert await wait_for_crawl_request(None, 0.05) is None
     assert await wait_for_crawl_request("redis://127.0.0.1:1/0", 0.05) is None  # nothing listens there

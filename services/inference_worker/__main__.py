@@ -30,11 +30,10 @@ def job_slots(settings) -> int:
     to 8 (3.7 replies/s; docs/inference.md)."""
     if settings.inference_slots:
         return settings.inference_slots
-    from services.inference_worker.ctranslate2_backend import default_lanes
+    from services.inference_worker.ctranslate2_backend import lanes_for
     from services.inference_worker.runtime import backend_options
 
-    lanes = settings.inference_lanes or default_lanes(backend_options(settings).cores)
-    return max(1, lanes * settings.inference_max_batch)
+    return max(1, lanes_for(backend_options(settings)) * settings.inference_max_batch)
 
 
 def pool_args() -> list[str]:

@@ -37,6 +37,12 @@ def default_lanes(cores: int) -> int:
     return max(1, cores)
 
 
+def lanes_for(options: BackendOptions) -> int:
+    """INFERENCE_LANES, else the default for the process's cores (the worker's start-up needs it
+    before the model loads, to size its pool)."""
+    return options.lanes or default_lanes(options.cores)
+
+
 WIDE_MODEL = 2048  # hidden size from which one generation's GEMMs are big enough for threads to pay
 
 
@@ -76,7 +82,7 @@ class CTranslate2Backend(Backend):
         cache_dir = opts.cache_dir or Path(model_dir).resolve().parent
         self.converted_dir = ensure_converted(Path(model_dir), opts.quantization, cache_dir)
         cores = opts.cores
-        self.lanes = opts.lanes or default_lanes(cores)
+        self.lanes = lanes_for(opts)
         self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(cores, self.lanes, model_width(model_dir))
         self.generator = ctranslate2.Generator(
             str(self.converted_dir),
