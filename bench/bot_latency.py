@@ -74,7 +74,7 @@ def run(args) -> dict:
     base_env = {**stack.env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1",
                 "PYTHONUNBUFFERED": "1", "DATA_DIR": str(tmp / "data")}
     worker = Worker("bench@botlatency", {**base_env, "MODEL_NAME_OR_PATH": model,
-                                         "INFERENCE_CACHE_DIR": str(tmp / "ct2-cache"),
+                                         "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
                                          "WORKER_METRICS_PORT": str(free_port())}, tmp)
     bot_id, token = make_token()
     telegram = FakeTelegram(token=token, bot_id=bot_id).start()

@@ -335,7 +335,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=6, help="single requests per way (p50/p95 over them)")
-    parser.add_argument("--backend", default="ctranslate2", help="the worker's INFERENCE_BACKEND")
+    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "ctranslate2", "transformers"],
+                        help="the worker's INFERENCE_BACKEND (auto: onnxruntime when it loads)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--skip-queue", action="store_true", help="leave out Redis + worker + gateway")
     parser.add_argument("--child", choices=["seed", "worker"], help=argparse.SUPPRESS)
@@ -355,16 +356,18 @@ def main() -> None:
     started = time.perf_counter()
     print(f"building random GPT-2 {args.size} in {args.cache_dir} (cached) ...", flush=True)
     args.model = build_random_gpt2(args.size, args.cache_dir)
-    if args.backend in ("ctranslate2", "auto"):
-        print("converting for CTranslate2 (cached) ...", flush=True)
-        ensure_converted(args.model, os.environ.get("INFERENCE_QUANTIZATION", "int8"), args.cache_dir)
+    if args.backend != "transformers":
+        engine = "onnxruntime" if args.backend == "auto" else args.backend
+        print(f"converting for {engine} (cached) ...", flush=True)
+        ensure_converted(args.model, os.environ.get("INFERENCE_QUANTIZATION", "int8"), args.cache_dir, engine=engine)
     seed = run_child("seed", args)
     ours = run_child("worker", args)
     queue = None if args.skip_queue else measure_queue(args)
     print()
     print(table(args, seed, ours, queue))
     print(f"\n(took {time.perf_counter() - started:.0f} s; command: python -m bench.inference "
-          f"--size {args.size} --requests {args.requests} --new-tokens {args.new_tokens} --rounds {args.rounds})")
+          f"--size {args.size} --requests {args.requests} --new-tokens {args.new_tokens} --rounds {args.rounds}"
+          f"{'' if args.backend == 'auto' else ' --backend ' + args.backend})")
 
 
 if __name__ == "__main__":

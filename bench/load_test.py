@@ -354,7 +354,7 @@ def measure_services(args) -> dict:
             model = resolve_model(args, tmp)
             worker = Worker("memory@loadtest", {
                 **base_env, "MODEL_NAME_OR_PATH": model, "INFERENCE_BACKEND": args.backend,
-                "INFERENCE_THREADS": str(args.threads_per_worker), "INFERENCE_CACHE_DIR": str(tmp / "ct2-cache"),
+                "INFERENCE_THREADS": str(args.threads_per_worker), "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
                 "WORKER_METRICS_PORT": str(free_port())}, tmp)
             worker.start()
             with PeakRss({"worker": worker.pid}) as rss:
@@ -407,7 +407,7 @@ def parse_args(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="local model folder (default: MODEL_NAME_OR_PATH, else the demo model)")
     parser.add_argument("--tiny", action="store_true", help="the test suite's tiny GPT-2 (fast, for a smoke run)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "transformers", "ctranslate2"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "transformers", "onnxruntime", "ctranslate2"])
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=32)

@@ -39,8 +39,8 @@ class Settings(BaseSettings):
 
     # --- model ------------------------------------------------------------------------------
     model_name_or_path: str = Field(default=DEFAULT_MODEL, description="Hub name or local folder of the model.")
-    inference_backend: Literal["auto", "transformers", "ctranslate2"] = Field(
-        default="auto", description="`auto` picks the fast int8 backend when it loads, else transformers."
+    inference_backend: Literal["auto", "transformers", "onnxruntime", "ctranslate2"] = Field(
+        default="auto", description="`auto` picks the first that loads of onnxruntime (int8), ctranslate2 (int8), transformers."
     )
     demo_model_dir: Path = Field(
         default=REPO_ROOT / "var" / "demo-model",
@@ -203,10 +203,10 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Cores a worker process uses; 0 = TORCH_THREADS if set, else its CPU affinity."
     )
     inference_lanes: int = Field(
-        default=0, ge=0, description="Generations at once on one copy of the weights; 0 = one per core (ctranslate2)."
+        default=0, ge=0, description="Generations at once on one copy of the weights; 0 = the backend's best (onnxruntime 2, ctranslate2 one per core)."
     )
     inference_threads_per_lane: int = Field(
-        default=0, ge=0, description="Threads of one generation; 0 = measured best: the cores divided among the lanes, all of them from 2048 wide."
+        default=0, ge=0, description="Threads of one generation; 0 = measured best: onnxruntime all the cores; ctranslate2 the cores divided among the lanes, all of them from 2048 wide."
     )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(
@@ -223,10 +223,10 @@ class Settings(BaseSettings):
         description="Jobs a threads-pool worker takes from the queues at once; 0 = lanes x INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
-        default="int8", description="Weights of the ctranslate2 backend (float32: for parity checks)."
+        default="int8", description="Weights of the fast backends (float32: for parity checks)."
     )
     inference_cache_dir: Path | None = Field(
-        default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/ct2-cache."
+        default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/converted-models."
     )
     worker_pool: Literal["auto", "prefork", "threads"] = Field(
         default="auto", description="Celery pool; auto = threads unless INFERENCE_BACKEND=transformers (prefork)."

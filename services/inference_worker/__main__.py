@@ -1,6 +1,6 @@
 """`python -m services.inference_worker`: a Celery worker on both queues, interactive first.
 
-One model copy per process. With the ctranslate2 backend (the default) the process runs a threads
+One model copy per process. With a fast backend (onnxruntime, the default, or ctranslate2) the process runs a threads
 pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with transformers one prefork
 child. Scale with more processes or pods.
 Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`).
@@ -30,10 +30,10 @@ def job_slots(settings) -> int:
     to 8 (3.7 replies/s; docs/inference.md)."""
     if settings.inference_slots:
         return settings.inference_slots
-    from services.inference_worker.ctranslate2_backend import lanes_for
+    from services.inference_worker.backends import planned_lanes
     from services.inference_worker.runtime import backend_options
 
-    return max(1, lanes_for(backend_options(settings)) * settings.inference_max_batch)
+    return max(1, planned_lanes(settings.inference_backend, backend_options(settings)) * settings.inference_max_batch)
 
 
 def pool_args() -> list[str]:

@@ -142,8 +142,14 @@ class TransformersBackend(Backend):
         return results
 
 
+# The fast backends are imported on use: their engines are not needed by the transformers path.
+def _onnxruntime_backend(model_dir: Path, options: BackendOptions | None = None) -> Backend:
+    from services.inference_worker.onnxruntime_backend import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(model_dir, options)
+
+
 def _ctranslate2_backend(model_dir: Path, options: BackendOptions | None = None) -> Backend:
-    # Imported on use: the module needs ctranslate2, which the transformers path does not.
     from services.inference_worker.ctranslate2_backend import CTranslate2Backend
 
     return CTranslate2Backend(model_dir, options)
@@ -151,9 +157,25 @@ def _ctranslate2_backend(model_dir: Path, options: BackendOptions | None = None)
 
 BACKENDS: dict[str, type[Backend] | object] = {
     "transformers": TransformersBackend,
+    "onnxruntime": _onnxruntime_backend,
     "ctranslate2": _ctranslate2_backend,
 }
-AUTO_ORDER = ("ctranslate2", "transformers")  # fastest first
+AUTO_ORDER = ("onnxruntime", "ctranslate2", "transformers")  # fastest first
+
+
+def planned_lanes(kind: str, options: BackendOptions) -> int:
+    """The lanes `kind` will run with `options` (the worker sizes its pool before the model loads;
+    for "auto", the first choice's)."""
+    kind = AUTO_ORDER[0] if kind == "auto" else kind
+    if kind == "onnxruntime":
+        from services.inference_worker.onnxruntime_backend import DEFAULT_LANES
+
+        return options.lanes or DEFAULT_LANES
+    if kind == "ctranslate2":
+        from services.inference_worker.ctranslate2_backend import lanes_for
+
+        return lanes_for(options)
+    return 1
 
 
 def load_backend(kind: str, model_dir: Path, options: BackendOptions | None = None) -> Backend:

@@ -1,12 +1,13 @@
-"""Hugging Face checkpoint -> CTranslate2 model, converted once and cached beside the checkpoint.
+"""Hugging Face checkpoint -> the fast backends' model files, converted once and cached beside it.
 
-    python -m services.inference_worker.conversion MODEL_DIR [--quantization int8] [--out DIR]
+    python -m services.inference_worker.conversion MODEL_DIR [--engine onnxruntime] [--quantization int8] [--out DIR]
 
 converts at publish time; a worker converts on first use (`ensure_converted`). The converted model
-lives in `<model_dir>/ct2-<quantization>/`, or, when the model folder is read-only (a hub snapshot),
-under the cache folder in a subfolder named after the checkpoint's path. It holds CTranslate2's
-`model.bin`, `config.json`, `vocabulary.json`, the fast tokenizer (`tokenizer.json`) and
-`dvach-conversion.json` (what it was made from). A conversion is reused while the checkpoint's files
+lives in `<model_dir>/<engine>-<quantization>/` (`onnx-int8`, `ct2-int8`, ...), or, when the model
+folder is read-only (a hub snapshot), under the cache folder in a subfolder named after the
+checkpoint's path. It holds the engine's model (ONNX Runtime: `model.onnx` and its weights, built
+by onnx_graph.py; CTranslate2: `model.bin`, `config.json`, `vocabulary.json`), the fast tokenizer
+(`tokenizer.json`) and `dvach-conversion.json` (what it was made from). A conversion is reused while the checkpoint's files
 are unchanged (names, sizes, modification times); two processes never convert at once (a file lock)
 and a half-written conversion is never seen (it is written to a temporary folder, then renamed).
 
@@ -31,6 +32,8 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8", "float32")
+# engine -> (folder prefix, the file whose presence means a finished conversion)
+ENGINES = {"onnxruntime": ("onnx", "model.onnx"), "ctranslate2": ("ct2", "model.bin")}
 META_FILE = "dvach-conversion.json"
 # Files whose change means the checkpoint changed (weights, config, tokenizer).
 _SOURCE_PATTERNS = ("config.json", "*.safetensors", "*.bin", "tokenizer.json", "vocab.json", "merges.txt",
@@ -54,10 +57,10 @@ def source_fingerprint(model_dir: Path) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:20]
 
 
-def converted_dir(model_dir: Path, quantization: str, cache_dir: Path) -> Path:
+def converted_dir(model_dir: Path, quantization: str, cache_dir: Path, engine: str = "ctranslate2") -> Path:
     """Where the conversion of `model_dir` lives: beside it if writable, else under `cache_dir`."""
     model_dir = Path(model_dir).resolve()
-    name = f"ct2-{quantization}"
+    name = f"{ENGINES[engine][0]}-{quantization}"
     if os.access(model_dir, os.W_OK):
         return model_dir / name
     tag = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
@@ -71,30 +74,34 @@ def read_meta(out_dir: Path) -> dict | None:
         return None
 
 
-def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None) -> Path:
-    """The folder of the CTranslate2 conversion of `model_dir`, converting it first if needed.
+def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None,
+                     engine: str = "ctranslate2") -> Path:
+    """The folder of `engine`'s conversion of `model_dir`, converting it first if needed.
 
     Raises ConversionError (with the converter's own explanation) when the checkpoint cannot be converted.
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {sorted(ENGINES)}, not {engine!r}")
     model_dir = Path(model_dir).resolve()
-    out = converted_dir(model_dir, quantization, cache_dir or model_dir.parent)
+    out = converted_dir(model_dir, quantization, cache_dir or model_dir.parent, engine)
     fingerprint = source_fingerprint(model_dir)
-    if _is_current(out, fingerprint):
+    if _is_current(out, fingerprint, engine):
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the conversion done
-        if _is_current(out, fingerprint):
+        if _is_current(out, fingerprint, engine):
             return out
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         started = time.perf_counter()
-        log.info("converting the model for CTranslate2", extra={"model": str(model_dir), "quantization": quantization, "out": str(out)})
+        log.info("converting the model", extra={"model": str(model_dir), "engine": engine, "quantization": quantization,
+                                                 "out": str(out)})
         try:
-            _convert_in_child(model_dir, tmp, quantization)
-            meta = {"source": str(model_dir), "fingerprint": fingerprint, "quantization": quantization,
+            _convert_in_child(model_dir, tmp, quantization, engine)
+            meta = {"source": str(model_dir), "fingerprint": fingerprint, "engine": engine, "quantization": quantization,
                     "converted_at": time.time(), "seconds": round(time.perf_counter() - started, 1)}
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
             if out.exists():  # a stale conversion of an older checkpoint: swap it out
@@ -110,14 +117,14 @@ def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Pat
     return out
 
 
-def _is_current(out: Path, fingerprint: str) -> bool:
+def _is_current(out: Path, fingerprint: str, engine: str) -> bool:
     meta = read_meta(out)
-    return bool(meta) and meta.get("fingerprint") == fingerprint and (out / "model.bin").exists()
+    return bool(meta) and meta.get("fingerprint") == fingerprint and (out / ENGINES[engine][1]).exists()
 
 
-def _convert_in_child(model_dir: Path, out: Path, quantization: str) -> None:
+def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str) -> None:
     args = [sys.executable, "-m", "services.inference_worker.conversion", str(model_dir),
-            "--out", str(out), "--quantization", quantization]
+            "--out", str(out), "--quantization", quantization, "--engine", engine]
     done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     if done.returncode != 0:
         lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
@@ -139,8 +146,8 @@ def check_vocabulary(model_dir: Path):
         added = sorted(tokenizer.get_added_vocab())
         raise ConversionError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size} "
-            f"(config.json vocab_size). CTranslate2 maps every token to a row of the embedding matrix, so they must "
-            f"be equal. Tokens added to the tokenizer: {added[:10]}{' ...' if len(added) > 10 else ''}. Fix the "
+            f"(config.json vocab_size). The fast backends map every token to a row of the embedding matrix, so they "
+            f"must be equal. Tokens added to the tokenizer: {added[:10]}{' ...' if len(added) > 10 else ''}. Fix the "
             f"checkpoint: drop the added tokens, or resize the embeddings (model.resize_token_embeddings(len(tokenizer))) "
             f"and save it again."
         )
@@ -149,14 +156,22 @@ def check_vocabulary(model_dir: Path):
     return tokenizer
 
 
-def convert(model_dir: Path, out: Path, quantization: str = "int8") -> Path:
+def convert(model_dir: Path, out: Path, quantization: str = "int8", engine: str = "ctranslate2") -> Path:
     """Convert in this process (the child of `ensure_converted`, or the publish-time CLI)."""
-    import ctranslate2.converters
-
     tokenizer = check_vocabulary(model_dir)
-    ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
-        str(out), quantization=quantization, force=True
-    )
+    if engine == "onnxruntime":
+        from services.inference_worker.onnx_graph import UnsupportedModel, write_model
+
+        try:
+            write_model(model_dir, out, quantization)
+        except UnsupportedModel as exc:
+            raise ConversionError(str(exc)) from exc
+    else:
+        import ctranslate2.converters
+
+        ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
+            str(out), quantization=quantization, force=True
+        )
     # The worker tokenizes with the `tokenizers` library alone (no transformers/torch in its memory).
     tokenizer.backend_tokenizer.save(str(Path(out) / "tokenizer.json"))
     (Path(out) / "dvach-tokenizer.json").write_text(
@@ -166,18 +181,19 @@ def convert(model_dir: Path, out: Path, quantization: str = "int8") -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Convert a GPT-2 checkpoint for the CTranslate2 backend.")
+    parser = argparse.ArgumentParser(description="Convert a GPT-2 checkpoint for a fast backend.")
     parser.add_argument("model_dir", type=Path)
+    parser.add_argument("--engine", choices=sorted(ENGINES), default="onnxruntime")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8")
     parser.add_argument("--out", type=Path, help="write here (default: the cached place, via the lock)")
     args = parser.parse_args(argv)
     try:
         if args.out:
-            convert(args.model_dir, args.out, args.quantization)
+            convert(args.model_dir, args.out, args.quantization, args.engine)
             print(args.out)
         else:
             logging.basicConfig(level=logging.INFO)
-            print(ensure_converted(args.model_dir, args.quantization))
+            print(ensure_converted(args.model_dir, args.quantization, engine=args.engine))
     except ConversionError as exc:
         print(f"ConversionError: {exc}", file=sys.stderr)
         sys.exit(2)

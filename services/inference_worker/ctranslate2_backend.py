@@ -28,6 +28,7 @@ from shared.schemas import GenerationParams
 
 from services.inference_worker.backends import Backend, BackendOptions, Continuation
 from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.sampling import sample_next
 
 log = logging.getLogger(__name__)
 
@@ -157,25 +158,3 @@ class CTranslate2Backend(Backend):
             new.append(token)
         return Continuation(new, self.decode(new))
 
-
-def sample_next(logits: np.ndarray, previous: list[int], params: GenerationParams, rng: np.random.Generator) -> int:
-    """One draw with transformers' semantics: repetition penalty, temperature, top-k, top-p."""
-    scores = logits.astype(np.float64, copy=True)
-    if params.repetition_penalty != 1.0 and previous:
-        seen = np.unique(np.asarray(previous))
-        picked = scores[seen]
-        scores[seen] = np.where(picked < 0, picked * params.repetition_penalty, picked / params.repetition_penalty)
-    scores /= params.temperature
-    if 0 < params.top_k < scores.size:
-        kth = np.partition(scores, -params.top_k)[-params.top_k]
-        scores[scores < kth] = -np.inf
-    if params.top_p < 1.0:
-        order = np.argsort(scores)  # ascending, as transformers' TopPLogitsWarper
-        probs = np.exp(scores[order] - scores[order[-1]])
-        probs /= probs.sum()
-        remove = np.cumsum(probs) <= 1 - params.top_p
-        remove[-1] = False  # always keep the likeliest token
-        scores[order[remove]] = -np.inf
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    return int(rng.choice(scores.size, p=probs))

@@ -32,7 +32,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         lanes=settings.inference_lanes,
         threads_per_lane=settings.inference_threads_per_lane,
         quantization=settings.inference_quantization,
-        cache_dir=settings.inference_cache_dir or settings.data_dir / "ct2-cache",
+        cache_dir=settings.inference_cache_dir or settings.data_dir / "converted-models",
     )
 
 

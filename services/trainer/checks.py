@@ -25,7 +25,7 @@ def check_loads(folder: Path) -> None:
             )
         if len(tokenizer) != config.vocab_size:
             log.warning(
-                "len(tokenizer) != vocab_size: the CTranslate2 backend cannot convert it (transformers still serves it)",
+                "len(tokenizer) != vocab_size: the fast backends cannot convert it (transformers still serves it)",
                 extra={"tokens": len(tokenizer), "vocab_size": config.vocab_size},
             )
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)

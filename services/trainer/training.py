@@ -225,7 +225,7 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
     log.info("loading model", extra={"model": config.model})
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
-    # Never add tokens: len(tokenizer) must stay equal to vocab_size (CTranslate2's converter needs it).
+    # Never add tokens: len(tokenizer) must stay equal to vocab_size (the fast backends' conversion needs it).
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     builder = ExampleBuilder(

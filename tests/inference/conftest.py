@@ -1,4 +1,4 @@
-"""Fixtures of the inference suite: small real models converted for CTranslate2, real workers.
+"""Fixtures of the inference suite: small real models converted for the fast backends, real workers.
 
 `trained_model_dir` is a tiny GPT-2 trained for a few seconds on the tiny corpus: random weights
 give near-tied next-token scores that int8 rounding flips at random, a model that learned

@@ -1,5 +1,6 @@
-"""Conversion for CTranslate2: refused with a clear message when the tokenizer does not fit the
-model, cached beside the checkpoint (or in the cache folder when it is read-only), reused."""
+"""Conversion for the fast backends (ONNX Runtime, CTranslate2): refused with a clear message when
+the tokenizer does not fit the model, cached beside the checkpoint (or in the cache folder when it
+is read-only), reused."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ from tests.model_factory import make_tiny_gpt2
 @pytest.fixture
 def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
     target = tmp_path / "model"
-    shutil.copytree(tiny_model_dir, target, ignore=shutil.ignore_patterns("ct2-*", ".ct2-*"))
+    shutil.copytree(tiny_model_dir, target, ignore=shutil.ignore_patterns("ct2-*", ".ct2-*", "onnx-*", ".onnx-*"))
     return target
 
 
-def test_tokenizer_vocabulary_mismatch_is_refused_clearly(model_copy: Path):
+@pytest.mark.parametrize("engine,folder", [("onnxruntime", "onnx-int8"), ("ctranslate2", "ct2-int8")])
+def test_tokenizer_vocabulary_mismatch_is_refused_clearly(model_copy: Path, engine: str, folder: str):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_copy)
@@ -32,12 +34,35 @@ def test_tokenizer_vocabulary_mismatch_is_refused_clearly(model_copy: Path):
     vocab = json.loads((model_copy / "config.json").read_text())["vocab_size"]
 
     with pytest.raises(ConversionError) as refused:
-        ensure_converted(model_copy, "int8")
+        ensure_converted(model_copy, "int8", engine=engine)
     message = str(refused.value)
     assert f"the tokenizer has {vocab + 2} tokens but the model's vocabulary has {vocab}" in message
     assert "<|sage|>" in message and "resize_token_embeddings" in message
-    assert not (model_copy / "ct2-int8").exists()  # nothing half-written is left behind
-    assert not list(model_copy.glob(".ct2-int8.tmp-*"))
+    assert not (model_copy / folder).exists()  # nothing half-written is left behind
+    assert not list(model_copy.glob(f".{folder}.tmp-*"))
+
+
+def test_onnx_conversion_is_cached_and_reused(model_copy: Path):
+    first = ensure_converted(model_copy, "int8", engine="onnxruntime")
+    assert first == model_copy.resolve() / "onnx-int8"
+    graph = (first / "model.onnx").stat()
+    assert read_meta(first)["engine"] == "onnxruntime"
+    backend = load_backend("onnxruntime", model_copy, BackendOptions(threads=1))
+    assert backend.converted_dir == first
+    assert (first / "model.onnx").stat().st_mtime_ns == graph.st_mtime_ns  # not converted again
+    # The other engine's conversion lives beside it and does not replace it.
+    assert ensure_converted(model_copy, "int8", engine="ctranslate2") == model_copy.resolve() / "ct2-int8"
+    assert (first / "model.onnx").exists()
+
+
+def test_a_gpt2_variant_the_graph_cannot_express_is_refused_clearly(model_copy: Path):
+    config = json.loads((model_copy / "config.json").read_text())
+    config["scale_attn_by_inverse_layer_idx"] = True
+    (model_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match="scale_attn_by_inverse_layer_idx=true is not supported"):
+        ensure_converted(model_copy, "int8", engine="onnxruntime")
+    # auto then takes the next backend that loads it.
+    assert load_backend("auto", model_copy, BackendOptions(threads=1)).name == "ctranslate2"
 
 
 def test_auto_backend_falls_back_to_transformers_when_conversion_fails(model_copy: Path):

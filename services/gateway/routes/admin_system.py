@@ -29,7 +29,7 @@ class WorkerInfo(BaseModel):
         "json_schema_extra": {
             "examples": [
                 {"name": "worker@pod-1", "online": True, "active_jobs": 1, "processed": 420,
-                 "model_version": "demo", "backend": "ctranslate2", "concurrency": 1}
+                 "model_version": "demo", "backend": "onnxruntime", "concurrency": 1}
             ]
         }
     }
