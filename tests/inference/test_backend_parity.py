@@ -131,3 +131,18 @@ def test_a_seeded_reply_does_not_depend_on_its_batch(backends):
     params = GenerationParams(max_new_tokens=12, temperature=1.3, top_k=0, top_p=0.9, repetition_penalty=1.2, seed=7)
     alone = [fp32.continue_prompts([p], params)[0].token_ids for p in prompts]
     assert [c.token_ids for c in fp32.continue_prompts(prompts, params)] == alone
+
+
+def test_int8_prompts_of_mixed_lengths_start_as_they_would_alone(backends):
+    """Prompts are not padded: in int8 a batch of mixed lengths gives each prompt exactly the first
+    token it gets alone (padding rows would enter the activations' quantization scale), and the
+    rest of the reply stays close."""
+    _, _, int8 = backends
+    pool = prompt_set(int8, 30)
+    prompts = [pool[0][:6], pool[1], pool[2][:9], pool[3], pool[4][:7]]
+    assert len({len(p) for p in prompts}) >= 3
+    alone = [int8.continue_prompts([p], GREEDY)[0].token_ids for p in prompts]
+    batched = [c.token_ids for c in int8.continue_prompts(prompts, GREEDY)]
+    assert [b[:1] for b in batched] == [a[:1] for a in alone]
+    same = sum(x == y for a, b in zip(alone, batched) for x, y in zip(a, b))
+    assert same >= 0.6 * sum(min(len(a), len(b)) for a, b in zip(alone, batched))
