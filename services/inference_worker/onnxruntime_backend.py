@@ -6,9 +6,10 @@ so the worker's lanes call it at once, each with its own key/value cache, and ev
 all the process's cores: on 2 cores one 355M reply takes about 0.63 s against 0.95-1.0 s for
 CTranslate2, whose kernels stream the weights on one core (docs/inference.md).
 
-Decoding: each prompt is run alone at its exact length (no padding), writing its row of the
-batch's cache, then one run per new token for the whole batch; a cache buffer per layer is sized
-for the longest prompt plus `max_new_tokens` and written in place by the graph. Sampling is done here, in numpy, with
+Decoding: prompts of close lengths are prefilled together (right-padded, `_prefill`), each group
+writing its rows of the batch's cache, then one run per new token for the whole batch; a cache
+buffer per layer is sized for the longest prompt plus `max_new_tokens` and written in place by the
+graph. Sampling is done here, in numpy, with
 transformers' semantics (sampling.py), one random generator per sequence: a job with a seed gets
 the same reply whatever it is batched with. Tokenization uses the `tokenizers` library alone.
 """
@@ -95,6 +96,9 @@ class OnnxRuntimeBackend(Backend):
         if any(not p for p in prompts):
             raise ValueError("every prompt needs at least one token")
         rows = len(prompts)
+        # Rows sorted by prompt length, so that prompts of similar length are neighbouring rows.
+        order = sorted(range(rows), key=lambda i: len(prompts[i]))
+        prompts = [prompts[i] for i in order]
         lengths = np.array([len(p) for p in prompts], dtype=np.int64)
         width = int(lengths.max())
         steps = min(params.max_new_tokens, self.max_positions - width)
@@ -102,21 +106,10 @@ class OnnxRuntimeBackend(Backend):
             raise ValueError(f"a prompt of {width} tokens leaves no room in the model's {self.max_positions} positions")
         cache = [np.zeros((rows, self.heads, width + steps, self.head_size), dtype=np.float32)
                  for _ in range(2 * self.layers)]
-
-        # Prompts one at a time, each at its exact length into its own row of the cache: no padding,
-        # whose rows would be computed for nothing and would enter the int8 activation scales.
-        # Prefill is compute-bound, so it costs about the same as one padded batch.
-        logits = []
-        for row, prompt in enumerate(prompts):
-            n = len(prompt)
-            logits.append(self._run(
-                self._binding([c[row : row + 1] for c in cache]),  # a row of a C-ordered array is contiguous
-                input_ids=np.asarray([prompt], dtype=np.int64),
-                position_ids=np.arange(n, dtype=np.int64)[None],
-                seqlens_k=np.array([n - 1], dtype=np.int32),
-                total_sequence_length=np.array([n], dtype=np.int32),
-                logits_index=np.array([n - 1], dtype=np.int64),
-            )[0])
+        logits = np.concatenate([
+            self._prefill(prompts[first:end], [c[first:end] for c in cache])  # rows of a C-ordered array: contiguous
+            for first, end in prefill_groups(lengths)
+        ])
         binding = self._binding(cache)
 
         seeds = [params.seed] * rows if params.seed is not None else np.random.SeedSequence().spawn(rows)
@@ -149,4 +142,45 @@ class OnnxRuntimeBackend(Backend):
                 logits_index=np.arange(rows, dtype=np.int64),
             )
             lengths = lengths + 1
-        return [Continuation(ids, self.decode(ids)) for ids in new]
+        replies: list[Continuation] = [None] * rows  # type: ignore[list-item]
+        for row, original in enumerate(order):
+            replies[original] = Continuation(new[row], self.decode(new[row]))
+        return replies
+
+    def _prefill(self, prompts: list[list[int]], cache: list[np.ndarray]) -> np.ndarray:
+        """The prompts in one run, right-padded to the longest, into `cache` (their rows); returns
+        the logits after each prompt's last token.
+
+        The padding is run as if it were text (every row's length is the padded width): the real
+        tokens never see it (attention is causal and it comes after them), and the padding rows
+        get real values, where a row's true length would leave GroupQueryAttention reading scores
+        it never computed for them, values that would then enter the int8 activation scales. At
+        decode time each row's length is its own, so the padding in the cache is overwritten
+        token by token before anything attends to it.
+        """
+        rows, width = len(prompts), max(len(p) for p in prompts)
+        ids = np.zeros((rows, width), dtype=np.int64)
+        for row, prompt in enumerate(prompts):
+            ids[row, : len(prompt)] = prompt
+        last = np.array([len(p) - 1 for p in prompts], dtype=np.int64)
+        return self._run(
+            self._binding(cache),
+            input_ids=ids,
+            position_ids=np.tile(np.arange(width, dtype=np.int64), (rows, 1)),
+            seqlens_k=np.full(rows, width - 1, dtype=np.int32),
+            total_sequence_length=np.array([width], dtype=np.int32),
+            logits_index=np.arange(rows, dtype=np.int64) * width + last,
+        )
+
+
+def prefill_groups(lengths: np.ndarray, slack: float = 1.25) -> list[tuple[int, int]]:
+    """Row ranges [first, end) of ascending `lengths` to prefill together: a group ends where a
+    prompt is more than `slack` times its shortest, so padding wastes at most a quarter of a run,
+    while prompts of equal or close lengths share one run (fewer passes over the weights)."""
+    groups, first = [], 0
+    for row in range(1, len(lengths)):
+        if lengths[row] > slack * lengths[first]:
+            groups.append((first, row))
+            first = row
+    groups.append((first, len(lengths)))
+    return groups
