@@ -78,16 +78,23 @@ def test_jobs_submitted_together_run_at_once_on_one_model(two_lane_generator: Ge
 
 def test_lanes_that_share_the_cores_fill_one_lane_first(two_lane_generator: Generator):
     """spread=False (each lane may use every core): a burst is one batch while it fits, so the
-    second lane stays free; past max_batch the rest starts on the second lane at once."""
+    second lane stays free; past max_batch the rest waits for that lane rather than share the
+    cores beside it (the second lane is for interactive jobs overtaking bulk ones)."""
     scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=4, batch_wait_s=0.05, spread=False)
+    done_at: dict[int, float] = {}
     try:
         six = [scheduler.submit([f"сообщение {i}"], LONG) for i in range(6)]
+        for i, future in enumerate(six):
+            future.add_done_callback(lambda _f, i=i: done_at.setdefault(i, time.monotonic()))
         [f.result(timeout=120) for f in six]
         three = [scheduler.submit([f"ещё {i}"], LONG) for i in range(3)]
         [f.result(timeout=120) for f in three]
     finally:
         scheduler.stop()
     assert sorted(f.job.batch_size for f in six) == [2, 2, 4, 4, 4, 4]
+    first_batch = [i for i, f in enumerate(six) if f.job.batch_size == 4]
+    second_start = min(f.job.started for f in six if f.job.batch_size == 2)
+    assert second_start >= max(done_at[i] for i in first_batch)  # after the first batch, not beside it
     assert [f.job.batch_size for f in three] == [3, 3, 3]
 
 
