@@ -7,6 +7,7 @@ Sampling parameters mean the same in every backend.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -81,6 +82,41 @@ class Backend(ABC):
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
+
+
+class ConvertedBackend(Backend):
+    """A fast backend: serves `engine`'s conversion of the checkpoint (converted on first use,
+    cached: conversion.py) and tokenizes with the `tokenizers` library alone, so neither torch
+    nor transformers is loaded in the worker."""
+
+    engine: str = ""
+
+    def __init__(self, model_dir: Path, options: BackendOptions | None = None):
+        super().__init__(model_dir, options)
+        from tokenizers import Tokenizer
+
+        from services.inference_worker.conversion import ensure_converted
+
+        self._started = time.perf_counter()
+        cache_dir = self.options.cache_dir or Path(model_dir).resolve().parent
+        self.converted_dir = ensure_converted(Path(model_dir), self.options.quantization, cache_dir, engine=self.engine)
+        self.tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
+        meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
+        self._eos_token, self.eos_token_id = meta["eos_token"], meta["eos_token_id"]
+
+    def loaded(self) -> None:
+        """Subclasses call this once their engine is ready."""
+        self.load_seconds = time.perf_counter() - self._started
+
+    @property
+    def eos_token(self) -> str:
+        return self._eos_token
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, token_ids: list[int]) -> str:
+        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
 
 
 class TransformersBackend(Backend):

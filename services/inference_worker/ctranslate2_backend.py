@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
 from shared.schemas import GenerationParams
 
-from services.inference_worker.backends import Backend, BackendOptions, Continuation
-from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.backends import BackendOptions, Continuation, ConvertedBackend
 from services.inference_worker.sampling import sample_next
 
 log = logging.getLogger(__name__)
@@ -70,21 +68,17 @@ def model_width(model_dir: Path) -> int:
     return int(config.get("n_embd") or config.get("hidden_size") or 0)
 
 
-class CTranslate2Backend(Backend):
+class CTranslate2Backend(ConvertedBackend):
     name = "ctranslate2"
+    engine = "ctranslate2"
 
     def __init__(self, model_dir: Path, options: BackendOptions | None = None):
         super().__init__(model_dir, options)
         import ctranslate2
-        from tokenizers import Tokenizer
 
-        started = time.perf_counter()
         opts = self.options
-        cache_dir = opts.cache_dir or Path(model_dir).resolve().parent
-        self.converted_dir = ensure_converted(Path(model_dir), opts.quantization, cache_dir)
-        cores = opts.cores
         self.lanes = lanes_for(opts)
-        self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(cores, self.lanes, model_width(model_dir))
+        self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(opts.cores, self.lanes, model_width(model_dir))
         self.generator = ctranslate2.Generator(
             str(self.converted_dir),
             device="cpu",
@@ -92,21 +86,8 @@ class CTranslate2Backend(Backend):
             inter_threads=self.lanes,
             intra_threads=self.threads_per_lane,
         )
-        self.tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
-        meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
-        self._eos_token, self.eos_token_id = meta["eos_token"], meta["eos_token_id"]
         self.vocabulary: list[str] = json.loads((self.converted_dir / "vocabulary.json").read_text())
-        self.load_seconds = time.perf_counter() - started
-
-    @property
-    def eos_token(self) -> str:
-        return self._eos_token
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
+        self.loaded()
 
     def _tokens(self, ids: list[int]) -> list[str]:
         # CTranslate2 takes token strings; GPT-2's byte-level tokens map one to one to ids.

@@ -17,35 +17,29 @@ the same reply whatever it is batched with. Tokenization uses the `tokenizers` l
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 
 from shared.schemas import GenerationParams
 
-from services.inference_worker.backends import Backend, BackendOptions, Continuation
-from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.backends import BackendOptions, Continuation, ConvertedBackend
 from services.inference_worker.sampling import draw, penalise
 
 DEFAULT_LANES = 2  # one lane can run a bulk batch while the other takes an interactive job
 
 
-class OnnxRuntimeBackend(Backend):
+class OnnxRuntimeBackend(ConvertedBackend):
     name = "onnxruntime"
+    engine = "onnxruntime"
 
     def __init__(self, model_dir: Path, options: BackendOptions | None = None):
         super().__init__(model_dir, options)
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
-        started = time.perf_counter()
-        opts = self.options
-        cache_dir = opts.cache_dir or Path(model_dir).resolve().parent
-        self.converted_dir = ensure_converted(Path(model_dir), opts.quantization, cache_dir, engine="onnxruntime")
-        self.lanes = opts.lanes or DEFAULT_LANES
+        self.lanes = self.options.lanes or DEFAULT_LANES
         # Every run may use every core: lanes running at once share them (measured: docs/inference.md).
-        self.threads_per_lane = opts.threads_per_lane or opts.cores
+        self.threads_per_lane = self.options.threads_per_lane or self.options.cores
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = self.threads_per_lane
         session_options.inter_op_num_threads = 1
@@ -56,20 +50,7 @@ class OnnxRuntimeBackend(Backend):
         self.layers, self.heads, self.head_size = len(pasts), pasts[0].shape[1], pasts[0].shape[3]
         config = json.loads((Path(model_dir) / "config.json").read_text())
         self.max_positions = int(config.get("n_positions") or config.get("max_position_embeddings") or 1024)
-        self.tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
-        meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
-        self._eos_token, self.eos_token_id = meta["eos_token"], meta["eos_token_id"]
-        self.load_seconds = time.perf_counter() - started
-
-    @property
-    def eos_token(self) -> str:
-        return self._eos_token
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
+        self.loaded()
 
     def _binding(self, cache: list[np.ndarray]):
         """An IO binding whose key/value inputs and outputs are the same `cache` buffers, which the
