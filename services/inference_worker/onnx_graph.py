@@ -6,8 +6,9 @@ sequences that copy took a third of each step), and ONNX Runtime does not fuse t
 attention into its own. Written by hand, each layer's attention is one `GroupQueryAttention`
 node (com.microsoft, with as many key/value heads as query heads, which is GPT-2's plain
 multi-head attention) that writes the new keys and values in place into a cache buffer the
-caller owns and allocates once per batch. Sequences of different lengths are right-padded;
-`seqlens_k` gives each row's length, so one batch mixes prompts of any lengths.
+caller owns and allocates once per batch. Prompts of different lengths are right-padded when
+prefilled together; while decoding `seqlens_k` gives each row's own length, so one batch mixes
+sequences of any lengths.
 
 Inputs: `input_ids` and `position_ids` [batch, seq] int64, `seqlens_k` [batch] int32 (tokens
 in the cache after this step, minus one), `total_sequence_length` [1] int32 (the step's longest
@@ -35,7 +36,8 @@ from pathlib import Path
 import numpy as np
 
 GRAPH_FILE = "model.onnx"
-ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "Gelu"}
+# GPT-2's activations as com.microsoft ops that take the bias as a second input
+ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "BiasGelu"}
 
 
 class UnsupportedModel(ValueError):

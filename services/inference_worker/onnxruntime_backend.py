@@ -3,15 +3,14 @@
 The checkpoint is turned into a decoder graph (onnx_graph.py) on first use and cached beside it
 (conversion.py). One `InferenceSession` holds one copy of the weights; its runs are thread-safe,
 so the worker's lanes call it at once, each with its own key/value cache, and every run may use
-all the process's cores: on 2 cores one 355M reply takes about 0.63 s against 0.95-1.0 s for
-CTranslate2, whose kernels stream the weights on one core (docs/inference.md).
+all the process's cores: on 2 cores one 355M reply took 0.52-0.66 s, CTranslate2 1.81 s on the
+same machine (its int8 kernels stream the weights from one core; docs/inference.md).
 
 Decoding: prompts of close lengths are prefilled together (right-padded, `_prefill`), each group
 writing its rows of the batch's cache, then one run per new token for the whole batch; a cache
 buffer per layer is sized for the longest prompt plus `max_new_tokens` and written in place by the
-graph. Sampling is done here, in numpy, with
-transformers' semantics (sampling.py), one random generator per sequence: a job with a seed gets
-the same reply whatever it is batched with. Tokenization uses the `tokenizers` library alone.
+graph. Sampling is done here, in numpy, with transformers' semantics (sampling.py), one random
+generator per sequence. Tokenization uses the `tokenizers` library alone.
 """
 
 from __future__ import annotations
@@ -127,6 +126,11 @@ class OnnxRuntimeBackend(ConvertedBackend):
         for row, original in enumerate(order):
             replies[original] = Continuation(new[row], self.decode(new[row]))
         return replies
+
+    def next_token_logits(self, prompt: list[int]) -> np.ndarray:
+        """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
+        cache = [np.zeros((1, self.heads, len(prompt), self.head_size), dtype=np.float32) for _ in range(2 * self.layers)]
+        return self._prefill([prompt], cache)[0]
 
     def _prefill(self, prompts: list[list[int]], cache: list[np.ndarray]) -> np.ndarray:
         """The prompts in one run, right-padded to the longest, into `cache` (their rows); returns

@@ -113,3 +113,26 @@ def test_read_only_checkpoint_is_converted_into_the_cache_dir(model_copy: Path, 
     assert cache in out.parents and (out / "model.bin").exists() and (out / META_FILE).exists()
     assert backend.converted_dir == out
     assert not (model_copy / "ct2-int8").exists()
+
+
+def test_a_checkpoint_with_exact_gelu_converts_and_matches_transformers(model_copy: Path):
+    """GPT-2 configs may say `gelu` (erf) instead of `gelu_new` (tanh): the graph follows it
+    (the logits match transformers' to float32 rounding, closer than the tanh form would)."""
+    import numpy as np
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    reference = GPT2LMHeadModel.from_pretrained(model_copy)
+    reference.config.activation_function = "gelu"
+    with torch.no_grad():  # pre-activations of a few units, where erf and tanh forms differ
+        for block in reference.transformer.h:
+            block.mlp.c_fc.weight.mul_(60)
+    reference.save_pretrained(model_copy)
+    reference = GPT2LMHeadModel.from_pretrained(model_copy).eval()
+    fp32 = load_backend("onnxruntime", model_copy, BackendOptions(threads=1, quantization="float32"))
+    for text in ("двач не торт", "анон скинь кота", "сажа"):
+        ids = fp32.encode(text)
+        with torch.inference_mode():
+            expected = reference(torch.tensor([ids])).logits[0, -1].numpy()
+        # measured: 2e-7 with erf, 1e-5 with the tanh form
+        assert np.abs(fp32.next_token_logits(ids) - expected).max() < 2e-6
