@@ -1,8 +1,8 @@
 """`python -m services.inference_worker`: a Celery worker on both queues, interactive first.
 
-One model copy per process. With a fast backend (onnxruntime, the default, or ctranslate2) the process runs a threads
-pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with transformers one prefork
-child. Scale with more processes or pods.
+One model copy per process. With a fast backend (onnxruntime, the default, or ctranslate2) the
+process runs a threads pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with
+transformers one prefork child. Scale with more processes or pods.
 Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`).
 """
 
@@ -25,9 +25,10 @@ def prepare_metrics_dir() -> None:
 
 
 def job_slots(settings) -> int:
-    """INFERENCE_SLOTS, by default enough jobs for every lane to fill a batch: with 8 slots two lanes
-    ran batches of 4 under steady load (2.9 replies/s for 355M on 2 cores), with 16 batches of up
-    to 8 (3.7 replies/s; docs/inference.md)."""
+    """INFERENCE_SLOTS, by default enough jobs for every lane to fill a batch: with 8 slots two
+    ctranslate2 lanes ran batches of 4 under steady load (2.9 replies/s for 355M on 2 cores), with 16
+    batches of up to 8 (3.7 replies/s); onnxruntime runs 8 while the next 8 wait to form the next
+    batch (4.55 replies/s; docs/deploy.md)."""
     if settings.inference_slots:
         return settings.inference_slots
     from services.inference_worker.backends import planned_lanes

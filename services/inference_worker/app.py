@@ -1,7 +1,7 @@
 """The worker's Celery app: `celery -A services.inference_worker.app worker ...`.
 
 Nothing here imports torch: with the prefork pool the parent forks children that each load the
-model in `worker_process_init`; with the threads pool (the default for the ctranslate2 backend,
+model in `worker_process_init`; with the threads pool (the default for the fast backends,
 docs/inference.md) the one process loads it in `worker_init`, before it takes jobs (runtime.py).
 """
 

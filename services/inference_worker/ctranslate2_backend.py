@@ -1,4 +1,4 @@
-"""The fast backend: CTranslate2 with int8 weights (float32 for parity checks).
+"""The second fast backend: CTranslate2 with int8 weights (float32 for parity checks).
 
 One `ctranslate2.Generator` holds one copy of the weights; its `inter_threads` replicas (our
 "lanes") share them and each runs one batch at a time on `intra_threads` threads, so a worker

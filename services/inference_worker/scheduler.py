@@ -20,7 +20,7 @@ Bulk jobs use at most `bulk_lanes` lanes at a time, so that an interactive job f
 waiting for a bulk batch to end (when the worker has more than one lane). When every lane uses all
 the cores (not `spread`), a second interactive batch does not start beside a running one: the two
 would only share the cores (onnxruntime, 355M: two batches of 8 at once ran 3.5 replies/s under
-steady load, one after the other 4.4), so the jobs wait for the lane and go as one bigger batch;
+steady load, one after the other 4.55), so the jobs wait for the lane and go as one bigger batch;
 an interactive batch still starts at once beside a bulk one.
 """
 
