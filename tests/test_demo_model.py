@@ -101,3 +101,19 @@ def test_ensure_reuses_a_built_model(short_model):
 def test_an_unfinished_folder_is_not_built(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     assert not is_built(tmp_path)
+
+
+def test_ensure_builds_a_missing_model_in_a_child_process(tmp_path):
+    """A worker that falls back to the demo model must not keep torch's training memory: the build
+    runs in a child, and the calling process never imports torch."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "demo"
+    script = ("import sys; from pathlib import Path; "
+              "from services.inference_worker.demo_model.build import ensure_demo_model; "
+              f"ensure_demo_model(Path({str(out)!r}), steps=3); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert is_built(out) and json.loads((out / METADATA_FILE).read_text())["steps"] == 3

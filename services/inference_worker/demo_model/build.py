@@ -16,6 +16,8 @@ import math
 import os
 import random
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -253,10 +255,12 @@ def is_built(model_dir: Path) -> bool:
     return (model_dir / "config.json").is_file() and (model_dir / METADATA_FILE).is_file()
 
 
-def ensure_demo_model(out_dir: Path | None = None) -> Path:
+def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> Path:
     """The demo model folder, built first if it is not there (default: settings.demo_model_dir).
 
     A file lock beside the folder makes concurrent workers build it once: the others wait and reuse it.
+    The build runs in a child process: training loads torch and its buffers (about 400 MB) that a
+    worker would otherwise keep while it serves the converted model.
     """
     from filelock import FileLock
 
@@ -271,7 +275,11 @@ def ensure_demo_model(out_dir: Path | None = None) -> Path:
     with FileLock(str(out_dir.parent / f".{out_dir.name}.lock")):
         if not is_built(out_dir):
             log.info("building the demo model", extra={"path": str(out_dir)})
-            build_demo_model(out_dir, progress=False)
+            # Its log lines go to this process's output, as if the build ran here.
+            command = [sys.executable, "-m", "services.inference_worker.demo_model.build", "--out", str(out_dir), "--no-samples"]
+            done = subprocess.run(command + (["--steps", str(steps)] if steps else []))
+            if done.returncode != 0 or not is_built(out_dir):
+                raise RuntimeError(f"building the demo model in {out_dir} failed (exit {done.returncode}; its log is above)")
     return out_dir
 
 
@@ -317,10 +325,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=settings.demo_model_dir, help="target folder")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--no-samples", action="store_true", help="build only (no sampled replies, no progress bar)")
     args = parser.parse_args(argv)
     configure_from_settings(settings)
-    out = build_demo_model(args.out, seed=args.seed, steps=args.steps)
+    out = build_demo_model(args.out, seed=args.seed, steps=args.steps, progress=not args.no_samples)
     print(f"demo model: {out}")
+    if args.no_samples:
+        return
     for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out)):
         print(f"> {message}\n< {reply}")
 
