@@ -204,9 +204,9 @@ def planned_lanes(kind: str, options: BackendOptions) -> int:
     for "auto", the first choice's)."""
     kind = AUTO_ORDER[0] if kind == "auto" else kind
     if kind == "onnxruntime":
-        from services.inference_worker.onnxruntime_backend import DEFAULT_LANES
+        from services.inference_worker.onnxruntime_backend import lanes_for
 
-        return options.lanes or DEFAULT_LANES
+        return lanes_for(options)
     if kind == "ctranslate2":
         from services.inference_worker.ctranslate2_backend import lanes_for
 

@@ -57,7 +57,7 @@ def source_fingerprint(model_dir: Path) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:20]
 
 
-def converted_dir(model_dir: Path, quantization: str, cache_dir: Path, engine: str = "ctranslate2") -> Path:
+def converted_dir(model_dir: Path, quantization: str, cache_dir: Path, engine: str) -> Path:
     """Where the conversion of `model_dir` lives: beside it if writable, else under `cache_dir`."""
     model_dir = Path(model_dir).resolve()
     name = f"{ENGINES[engine][0]}-{quantization}"
@@ -74,8 +74,8 @@ def read_meta(out_dir: Path) -> dict | None:
         return None
 
 
-def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None,
-                     engine: str = "ctranslate2") -> Path:
+def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None, *,
+                     engine: str) -> Path:
     """The folder of `engine`'s conversion of `model_dir`, converting it first if needed.
 
     Raises ConversionError (with the converter's own explanation) when the checkpoint cannot be converted.
@@ -156,7 +156,7 @@ def check_vocabulary(model_dir: Path):
     return tokenizer
 
 
-def convert(model_dir: Path, out: Path, quantization: str = "int8", engine: str = "ctranslate2") -> Path:
+def convert(model_dir: Path, out: Path, quantization: str, engine: str) -> Path:
     """Convert in this process (the child of `ensure_converted`, or the publish-time CLI)."""
     tokenizer = check_vocabulary(model_dir)
     if engine == "onnxruntime":

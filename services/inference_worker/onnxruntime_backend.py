@@ -28,6 +28,12 @@ from services.inference_worker.sampling import draw, penalise
 DEFAULT_LANES = 2  # one lane can run a bulk batch while the other takes an interactive job
 
 
+def lanes_for(options: BackendOptions) -> int:
+    """INFERENCE_LANES, else DEFAULT_LANES (the worker's start-up needs it before the model loads,
+    to size its pool)."""
+    return options.lanes or DEFAULT_LANES
+
+
 class OnnxRuntimeBackend(ConvertedBackend):
     name = "onnxruntime"
     engine = "onnxruntime"
@@ -36,7 +42,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
         super().__init__(model_dir, options)
         import onnxruntime as ort
 
-        self.lanes = self.options.lanes or DEFAULT_LANES
+        self.lanes = lanes_for(self.options)
         # Every run may use every core: lanes running at once share them (measured: docs/inference.md).
         self.threads_per_lane = self.options.threads_per_lane or self.options.cores
         session_options = ort.SessionOptions()

@@ -76,11 +76,11 @@ def test_auto_backend_falls_back_to_transformers_when_conversion_fails(model_cop
 
 
 def test_conversion_is_cached_beside_the_checkpoint_and_reused(model_copy: Path):
-    first = ensure_converted(model_copy, "int8")
+    first = ensure_converted(model_copy, "int8", engine="ctranslate2")
     assert first == model_copy.resolve() / "ct2-int8"
     meta = read_meta(first)
     model_bin = (first / "model.bin").stat()
-    assert ensure_converted(model_copy, "int8") == first
+    assert ensure_converted(model_copy, "int8", engine="ctranslate2") == first
     assert read_meta(first) == meta  # not converted again
     assert (first / "model.bin").stat().st_mtime_ns == model_bin.st_mtime_ns
     backend = load_backend("ctranslate2", model_copy, BackendOptions(threads=1))
@@ -88,12 +88,12 @@ def test_conversion_is_cached_beside_the_checkpoint_and_reused(model_copy: Path)
 
 
 def test_changed_checkpoint_is_converted_again(model_copy: Path, tmp_path: Path):
-    first = ensure_converted(model_copy, "int8")
+    first = ensure_converted(model_copy, "int8", engine="ctranslate2")
     before = read_meta(first)
     # A retrained checkpoint lands in the same folder: new weights, same name.
     retrained = make_tiny_gpt2(tmp_path / "retrained", seed=1)
     shutil.copy2(retrained / "model.safetensors", model_copy / "model.safetensors")
-    again = ensure_converted(model_copy, "int8")
+    again = ensure_converted(model_copy, "int8", engine="ctranslate2")
     assert again == first
     assert read_meta(again)["fingerprint"] != before["fingerprint"]
 
@@ -106,7 +106,7 @@ def test_read_only_checkpoint_is_converted_into_the_cache_dir(model_copy: Path, 
         pytest.skip("chattr +i is not available on this filesystem")
     try:
         assert not os.access(model_copy, os.W_OK)
-        out = ensure_converted(model_copy, "int8", cache)
+        out = ensure_converted(model_copy, "int8", cache, engine="ctranslate2")
         backend = load_backend("ctranslate2", model_copy, BackendOptions(threads=1, cache_dir=cache))
     finally:
         subprocess.run(["chattr", "-i", str(model_copy)], check=True)
