@@ -114,6 +114,8 @@ class VersionMeta:
     data: dict[str, Any] = field(default_factory=dict)  # source, filters, counts, sha256
     params: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Sampling defaults the version is served with (GenerationParams fields); a caller's own values win.
+    generation_defaults: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     @property
@@ -126,7 +128,7 @@ class VersionMeta:
     @classmethod
     def read(cls, folder: Path) -> "VersionMeta":
         raw = json.loads((Path(folder) / VERSION_FILE).read_text())
-        known = {k: raw[k] for k in ("name", "base_model", "data", "params", "metrics", "created_at") if k in raw}
+        known = {k: raw[k] for k in ("name", "base_model", "data", "params", "metrics", "generation_defaults", "created_at") if k in raw}
         return cls(**known)
 
 

@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     max_turn_tokens: int = Field(default=256, ge=8, description="Longer turns are cut to this many tokens.")
     max_context_tokens: int = Field(default=768, ge=32, description="The prompt keeps at most this many tokens.")
+    inference_lowercase_turns: bool = Field(
+        default=True, description="Lower-case turns before the model sees them (every training example was)."
+    )
 
     # --- queue and timeouts -----------------------------------------------------------------
     task_soft_time_limit_s: int = Field(default=60, ge=1, description="Soft time limit of one generation.")

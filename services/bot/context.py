@@ -17,6 +17,8 @@ import redis.asyncio as aioredis
 from aiogram.types import Message
 from redis.exceptions import RedisError
 
+from shared.prompt import clean_turn as plain_turn
+
 from services.bot.mentions import Entity, strip_mentions
 
 log = logging.getLogger(__name__)
@@ -30,10 +32,11 @@ _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?")
 
 def clean_turn(text: str, max_chars: int) -> str:
     """One turn as the model should see it: visible characters only, whitespace collapsed (as in
-    the training data), cut to `max_chars` at a word boundary when one is near."""
+    the training data), no speaker markers or special-token strings (a user's `|1|2|` or `</s>` is
+    not a turn boundary), cut to `max_chars` at a word boundary when one is near."""
     # Lone surrogates (valid JSON, invalid UTF-8) would break Redis and the queue: replace them.
     text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    text = _SPACES.sub(" ", _INVISIBLE.sub("", text)).strip()
+    text = plain_turn(_SPACES.sub(" ", _INVISIBLE.sub("", text)))
     if len(text) > max_chars:
         cut = text[:max_chars]
         space = cut.rfind(" ")

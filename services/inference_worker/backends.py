@@ -15,7 +15,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from shared.schemas import GenerationParams
+from shared.tokenization import TextCodec
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +58,14 @@ class Backend(ABC):
     """A loaded model that can continue prompts. One instance per worker process.
 
     `lanes` generations may run at once (each `continue_prompts` call is one, from its own thread);
-    a backend with one lane is called from one thread at a time.
+    a backend with one lane is called from one thread at a time. `codec` turns text into the model's
+    ids and generated ids into reply text (shared/tokenization.py): every backend bans
+    `codec.banned_ids` and stops at `codec.eos_id`.
     """
 
     name: str = "abstract"
     lanes: int = 1
+    codec: TextCodec
 
     def __init__(self, model_dir: Path, options: BackendOptions | None = None):
         self.model_dir = Path(model_dir)
@@ -67,21 +73,26 @@ class Backend(ABC):
         self.load_seconds = 0.0
 
     @property
-    @abstractmethod
-    def eos_token(self) -> str: ...
+    def eos_token(self) -> str:
+        return self.codec.eos_token
 
-    @abstractmethod
-    def encode(self, text: str) -> list[int]: ...
+    def encode(self, text: str) -> list[int]:
+        return self.codec.encode(text)
 
-    @abstractmethod
-    def decode(self, token_ids: list[int]) -> str: ...
+    def count_tokens(self, text: str) -> int:
+        return self.codec.count_tokens(text)
 
     @abstractmethod
     def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
         """Sample a continuation of each prompt (token ids) with `params`; stop at eos."""
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.encode(text))
+    def continuation(self, new_ids: list[int]) -> Continuation:
+        return Continuation(list(new_ids), self.codec.reply_text(new_ids))
+
+
+def model_vocab_size(model_dir: Path) -> int:
+    """Rows of the checkpoint's embedding (config.json `vocab_size`)."""
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"])
 
 
 class ConvertedBackend(Backend):
@@ -100,23 +111,15 @@ class ConvertedBackend(Backend):
         self._started = time.perf_counter()
         cache_dir = self.options.cache_dir or Path(model_dir).resolve().parent
         self.converted_dir = ensure_converted(Path(model_dir), self.options.quantization, cache_dir, engine=self.engine)
-        self.tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
         meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
-        self._eos_token, self.eos_token_id = meta["eos_token"], meta["eos_token_id"]
+        tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
+        self.codec = TextCodec.build(tokenizer, meta["eos_token"], model_vocab_size(model_dir))
+        self.eos_token_id = self.codec.eos_id
+        self.banned = np.asarray(self.codec.banned_ids, dtype=np.int64)
 
     def loaded(self) -> None:
         """Subclasses call this once their engine is ready."""
         self.load_seconds = time.perf_counter() - self._started
-
-    @property
-    def eos_token(self) -> str:
-        return self._eos_token
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
 
 
 class TransformersBackend(Backend):
@@ -134,48 +137,19 @@ class TransformersBackend(Backend):
         torch.set_num_threads(self.options.threads_per_lane or self.options.cores)
         self.threads = torch.get_num_threads()
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
         self.model.eval()
+        self.codec = TextCodec.from_transformers(tokenizer, self.model.config.vocab_size)
         self.load_seconds = time.perf_counter() - started
 
-    @property
-    def eos_token(self) -> str:
-        return self.tokenizer.eos_token
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False)
-
-    def decode(self, token_ids: list[int]) -> str:
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False)
-
     def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
-        torch = self._torch
-        eos_id = self.tokenizer.eos_token_id
+        from shared.transformers_generate import generate_ids
+
         if params.seed is not None:
-            torch.manual_seed(params.seed)
-        results = []
+            self._torch.manual_seed(params.seed)
         # One prompt at a time: left-padded batches change GPT-2's positions, and the seed did the same.
-        for prompt in prompts:
-            input_ids = torch.tensor([prompt], dtype=torch.long)
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    do_sample=True,
-                    max_new_tokens=params.max_new_tokens,
-                    temperature=params.temperature,
-                    top_k=params.top_k or None,
-                    top_p=params.top_p,
-                    repetition_penalty=params.repetition_penalty,
-                    eos_token_id=eos_id,
-                    pad_token_id=eos_id,
-                )
-            new_ids = output[0, input_ids.shape[1] :].tolist()
-            if eos_id in new_ids:
-                new_ids = new_ids[: new_ids.index(eos_id)]
-            results.append(Continuation(new_ids, self.decode(new_ids)))
-        return results
+        return [self.continuation(generate_ids(self.model, self.codec, prompt, params)) for prompt in prompts]
 
 
 # The fast backends are imported on use: their engines are not needed by the transformers path.

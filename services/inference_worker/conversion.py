@@ -133,8 +133,13 @@ def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str
 
 
 def check_vocabulary(model_dir: Path):
-    """The checkpoint's tokenizer, after checking that its size equals the model's vocabulary."""
+    """The checkpoint's tokenizer and its `TextCodec`, after checking that no id the pipeline feeds
+    the model can be past its rows (shared/tokenization.py). A tokenizer larger than the model,
+    as the published checkpoint's is (`<|endoftext|>` added one past the 50257 rows), is served:
+    the added token is special, so it is never fed nor sampled."""
     from transformers import AutoConfig, AutoTokenizer
+
+    from shared.tokenization import TextCodec, VocabularyError
 
     config = AutoConfig.from_pretrained(model_dir)
     try:
@@ -142,23 +147,16 @@ def check_vocabulary(model_dir: Path):
     except Exception as exc:  # missing or broken tokenizer files
         raise ConversionError(f"{model_dir} has no usable tokenizer ({type(exc).__name__}: {exc}); "
                               "the converter needs the tokenizer saved in the model folder") from exc
-    if len(tokenizer) != config.vocab_size:
-        added = sorted(tokenizer.get_added_vocab())
-        raise ConversionError(
-            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size} "
-            f"(config.json vocab_size). The fast backends map every token to a row of the embedding matrix, so they "
-            f"must be equal. Tokens added to the tokenizer: {added[:10]}{' ...' if len(added) > 10 else ''}. Fix the "
-            f"checkpoint: drop the added tokens, or resize the embeddings (model.resize_token_embeddings(len(tokenizer))) "
-            f"and save it again."
-        )
-    if tokenizer.eos_token is None:
-        raise ConversionError(f"the tokenizer of {model_dir} has no eos token; the prompt format needs one")
-    return tokenizer
+    try:
+        codec = TextCodec.from_transformers(tokenizer, config.vocab_size)
+    except VocabularyError as exc:
+        raise ConversionError(f"{model_dir}: {exc}") from exc
+    return tokenizer, codec
 
 
 def convert(model_dir: Path, out: Path, quantization: str, engine: str) -> Path:
     """Convert in this process (the child of `ensure_converted`, or the publish-time CLI)."""
-    tokenizer = check_vocabulary(model_dir)
+    tokenizer, codec = check_vocabulary(model_dir)
     if engine == "onnxruntime":
         from services.inference_worker.onnx_graph import UnsupportedModel, write_model
 
@@ -167,17 +165,36 @@ def convert(model_dir: Path, out: Path, quantization: str, engine: str) -> Path:
         except UnsupportedModel as exc:
             raise ConversionError(str(exc)) from exc
     else:
-        import ctranslate2.converters
-
-        ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
-            str(out), quantization=quantization, force=True
-        )
+        _convert_ctranslate2(model_dir, out, quantization)
     # The worker tokenizes with the `tokenizers` library alone (no transformers/torch in its memory).
     tokenizer.backend_tokenizer.save(str(Path(out) / "tokenizer.json"))
-    (Path(out) / "dvach-tokenizer.json").write_text(
-        json.dumps({"eos_token": tokenizer.eos_token, "eos_token_id": tokenizer.eos_token_id, "size": len(tokenizer)})
-    )
+    (Path(out) / "dvach-tokenizer.json").write_text(json.dumps(
+        {"eos_token": codec.eos_token, "eos_token_id": codec.eos_id, "size": len(tokenizer),
+         "vocab_size": codec.vocab_size}
+    ))
     return Path(out)
+
+
+def _convert_ctranslate2(model_dir: Path, out: Path, quantization: str) -> None:
+    """CTranslate2's converter, told to leave out tokens past the model's rows (its GPT-2 loader
+    refuses a vocabulary larger than the embedding; those tokens are never fed nor sampled)."""
+    import ctranslate2.converters
+    from ctranslate2.converters import transformers as ct2_transformers
+
+    class GPT2WithinRows(ct2_transformers.GPT2Loader):
+        def get_vocabulary(self, model, tokenizer):
+            return super().get_vocabulary(model, tokenizer)[: model.config.vocab_size]
+
+        def set_config(self, config, model, tokenizer):
+            super().set_config(config, model, tokenizer)
+            rows = model.config.vocab_size
+            if tokenizer.convert_tokens_to_ids(config.bos_token) >= rows:  # e.g. the added <|endoftext|>
+                config.bos_token = tokenizer.eos_token
+
+    ct2_transformers._MODEL_LOADERS["GPT2Config"] = GPT2WithinRows()
+    ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
+        str(out), quantization=quantization, force=True
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

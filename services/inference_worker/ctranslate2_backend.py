@@ -87,6 +87,7 @@ class CTranslate2Backend(ConvertedBackend):
             intra_threads=self.threads_per_lane,
         )
         self.vocabulary: list[str] = json.loads((self.converted_dir / "vocabulary.json").read_text())
+        self._suppressed = [[self.vocabulary[i]] for i in self.codec.banned_ids]  # CTranslate2 takes token strings
         self.loaded()
 
     def _tokens(self, ids: list[int]) -> list[str]:
@@ -110,14 +111,11 @@ class CTranslate2Backend(ConvertedBackend):
             sampling_topp=params.top_p,
             sampling_temperature=params.temperature,
             repetition_penalty=params.repetition_penalty,
-            end_token=[self.eos_token_id],
+            end_token=[self.eos_token_id],  # the tokenizer's eos (config.json's is an ordinary token)
             return_end_token=False,
+            suppress_sequences=self._suppressed or None,
         )
-        out = []
-        for result in results:
-            ids = list(result.sequences_ids[0])
-            out.append(Continuation(ids, self.decode(ids)))
-        return out
+        return [self.continuation(list(result.sequences_ids[0])) for result in results]
 
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
@@ -132,10 +130,10 @@ class CTranslate2Backend(ConvertedBackend):
         ids = list(prompt)
         new: list[int] = []
         for _ in range(params.max_new_tokens):
-            token = sample_next(self.next_token_logits(ids), ids, params, rng)
+            token = sample_next(self.next_token_logits(ids), ids, params, rng, self.banned)
             if token == self.eos_token_id:
                 break
             ids.append(token)
             new.append(token)
-        return Continuation(new, self.decode(new))
+        return self.continuation(new)
 

@@ -1,11 +1,15 @@
-"""From a dialog to a reply: prompt building, truncation, sampling, cutting and retries."""
+"""From a dialog to a reply: turn cleaning, truncation, prompt building, sampling and retries.
+
+Turns are cleaned (shared/tokenization.py: no speaker markers or special-token strings), lower-cased
+when `lowercase` is on (every training example was: the scraper lower-cases by default, the seed
+did too), cut to `max_turn_tokens`, and the oldest dropped until the prompt fits.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
-from shared.prompt import build_prompt, cut_reply
 from shared.schemas import GenerationParams
 
 from services.inference_worker.backends import Backend
@@ -24,8 +28,11 @@ class Reply:
 
 
 class Generator:
-    def __init__(self, backend: Backend, *, max_turn_tokens: int = 256, max_context_tokens: int = 768, attempts: int = 3):
+    def __init__(self, backend: Backend, *, max_turn_tokens: int = 256, max_context_tokens: int = 768, attempts: int = 3,
+                 lowercase: bool = True):
         self.backend = backend
+        self.codec = backend.codec
+        self.lowercase = lowercase
         self.max_turn_tokens = max_turn_tokens
         self.max_context_tokens = max_context_tokens
         self.attempts = attempts
@@ -35,11 +42,13 @@ class Generator:
         turns = []
         for text in dialog:
             # Callers validate text, but a lone surrogate must never crash the tokenizer.
-            text = text.encode("utf-8", "replace").decode("utf-8")
-            ids = self.backend.encode(text)
+            text = self.codec.clean(text.encode("utf-8", "replace").decode("utf-8"))
+            if self.lowercase:
+                text = text.lower()
+            ids = self.codec.encode(text)
             if len(ids) > self.max_turn_tokens:
                 # Keep the start of a turn: that is what the next poster answers.
-                text = self.backend.decode(ids[: self.max_turn_tokens])
+                text = self.codec.decode(ids[: self.max_turn_tokens]).replace("\ufffd", "")
             turns.append(text)
         budget = self.max_context_tokens - max_new_tokens
         while len(turns) > 1 and len(self.prompt_ids(turns, "2")) > budget:
@@ -47,8 +56,7 @@ class Generator:
         return turns
 
     def prompt_ids(self, dialog: list[str], length: str) -> list[int]:
-        prompt = build_prompt(dialog, self.backend.count_tokens, self.backend.eos_token, reply_length=length)
-        return self.backend.encode(prompt)
+        return self.codec.prompt(dialog, length)
 
     def reply(self, dialog: list[str], params: GenerationParams) -> Reply:
         """One non-empty reply to `dialog` (newest first); raises EmptyGeneration after all attempts."""
@@ -68,7 +76,7 @@ class Generator:
             outputs = self.backend.continue_prompts([prompts[i] for i in todo], attempt_params)
             for i, out in zip(todo, outputs):
                 spent[i] += len(out.token_ids)
-                text = cut_reply(out.text, self.backend.eos_token)
+                text = out.text  # cut at eos or the next speaker, no special-token text (TextCodec.reply_text)
                 if text:
                     replies[i] = Reply(text, spent[i])
                 else:

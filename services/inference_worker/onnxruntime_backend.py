@@ -23,7 +23,7 @@ import numpy as np
 from shared.schemas import GenerationParams
 
 from services.inference_worker.backends import BackendOptions, Continuation, ConvertedBackend
-from services.inference_worker.sampling import draw, penalise
+from services.inference_worker.sampling import ban, draw, penalise
 
 DEFAULT_LANES = 2  # one lane can run a bulk batch while the other takes an interactive job
 
@@ -107,6 +107,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
             tokens = np.full(rows, self.eos_token_id, dtype=np.int64)  # finished rows are fed eos
             for row in np.flatnonzero(~done):
                 scores = np.array(logits[row], dtype=np.float32)
+                ban(scores, self.banned)
                 penalise(scores, seen[row], params.repetition_penalty)
                 token = draw(scores, params, rngs[row])
                 if token == self.eos_token_id:
@@ -130,7 +131,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
             lengths = lengths + 1
         replies: list[Continuation] = [None] * rows  # type: ignore[list-item]
         for row, original in enumerate(order):
-            replies[original] = Continuation(new[row], self.decode(new[row]))
+            replies[original] = self.continuation(new[row])
         return replies
 
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:

@@ -14,7 +14,9 @@ import os
 import threading
 import time
 
-from shared.schemas import GenerationParams
+from pydantic import ValidationError
+
+from shared.schemas import GenerateTask, GenerationParams
 from shared.settings import Settings
 
 from services.inference_worker.backends import Backend, BackendOptions, load_backend
@@ -54,6 +56,18 @@ class ModelRuntime:
     def version(self) -> str:
         return self.source.version if self.source else "none"
 
+    def params_for(self, task: GenerateTask) -> GenerationParams:
+        """The job's sampling parameters: what its caller set, else the served version's defaults."""
+        defaults = self.source.generation_defaults if self.source else {}
+        try:
+            return task.with_defaults(defaults)
+        except ValidationError as exc:  # a version's defaults out of range: ours, and say so once per load
+            if self.source is not None and not getattr(self, "_warned_defaults", False):
+                self._warned_defaults = True
+                log.warning("the model version's generation defaults are invalid; using the project's",
+                            extra={"model_version": self.version, "error": str(exc)[:300]})
+            return task.with_defaults({})
+
     def load(self, settings: Settings) -> None:
         from services.inference_worker.model_versions import load_active_version
 
@@ -65,7 +79,10 @@ class ModelRuntime:
         backend = load_backend(settings.inference_backend, source.path, backend_options(settings))
         threads = backend_threads(backend)
         generator = Generator(
-            backend, max_turn_tokens=settings.max_turn_tokens, max_context_tokens=settings.max_context_tokens
+            backend,
+            max_turn_tokens=settings.max_turn_tokens,
+            max_context_tokens=settings.max_context_tokens,
+            lowercase=settings.inference_lowercase_turns,
         )
         # Warm-up: the first call allocates buffers; do it before taking real jobs.
         generator.backend.continue_prompts([backend.encode("|0|1|привет")], GenerationParams(max_new_tokens=2))
@@ -83,6 +100,7 @@ class ModelRuntime:
                 "backend": backend.name,
                 "threads": threads,
                 "lanes": backend.lanes,
+                "generation_defaults": source.generation_defaults or "project defaults",
                 "load_s": round(time.perf_counter() - started, 2),
             },
         )

@@ -1,6 +1,7 @@
 """One draw from next-token logits with the semantics of transformers' `generate` (the reference).
 
-Order as in transformers: repetition penalty (CTRL-style, over the prompt and the reply so far),
+Order as in transformers: banned tokens out (special tokens other than eos; as `suppress_tokens`),
+repetition penalty (CTRL-style, over the prompt and the reply so far),
 then temperature, top-k (ties with the k-th score kept; 0 = off), then top-p over what is left
 (the likeliest token always kept), then a draw. Used by the backends that sample themselves
 (onnxruntime always, ctranslate2 for seeded jobs). With top-k on, only the k candidates are
@@ -21,9 +22,17 @@ def penalise(scores: np.ndarray, seen: np.ndarray, penalty: float) -> None:
         scores[seen] = np.where(picked < 0, picked * penalty, picked / penalty)
 
 
-def sample_next(logits: np.ndarray, previous, params: GenerationParams, rng: np.random.Generator) -> int:
+def ban(scores: np.ndarray, banned: np.ndarray | None) -> None:
+    """In place: the banned token ids can never be drawn."""
+    if banned is not None and banned.size:
+        scores[banned] = -np.inf
+
+
+def sample_next(logits: np.ndarray, previous, params: GenerationParams, rng: np.random.Generator,
+                banned: np.ndarray | None = None) -> int:
     """The next token after `previous` (token ids so far, prompt included)."""
     scores = np.array(logits, dtype=np.float32)  # a copy: transformers works on float32 logits too
+    ban(scores, banned)
     penalise(scores, np.unique(np.asarray(previous, dtype=np.int64)), params.repetition_penalty)
     return draw(scores, params, rng)
 

@@ -39,7 +39,8 @@ def generate(self: Task, **payload) -> dict:
     # The scheduler batches this job with others and runs it on a free lane (scheduler.py); the wait
     # is bounded here too, since a threads pool has no time limits (docs/inference.md).
     priority = "bulk" if (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK else "interactive"
-    reply = scheduler_for(runtime, settings).reply(task.dialog, task.params, priority, timeout=settings.task_time_limit_s)
+    params = runtime.params_for(task)  # unset fields: the served version's defaults, else the project's
+    reply = scheduler_for(runtime, settings).reply(task.dialog, params, priority, timeout=settings.task_time_limit_s)
     generate_ms = int((time.time() - started) * 1000)
     metrics.GENERATION_SECONDS.observe(generate_ms / 1000)
     metrics.GENERATED_TOKENS.inc(reply.new_tokens)

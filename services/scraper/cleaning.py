@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser
 
+from shared.prompt import clean_turn
+
 # Elements whose content is never text of the post (and may be hostile).
 _DROP_WITH_CONTENT = (
     "script, style, noscript, template, iframe, frame, frameset, object, embed, applet, svg, math, "
@@ -120,6 +122,6 @@ def clean_comment(html: str, *, drop_quotes: bool = False) -> CleanPost:
     text = _INVISIBLE.sub("", text)
     text = _PLAIN_REPLY.sub(" ", text)
     text = _URL.sub(" ", text)
-    text = _SPACE.sub(" ", text).strip()
+    text = clean_turn(_SPACE.sub(" ", text))  # no speaker markers or special-token strings in training text
     reason = unusable_reason(text)
     return CleanPost(text=text, parents=tuple(parents), usable=reason is None, reason=reason)

@@ -95,11 +95,37 @@ def _check_publishable(settings: Settings, name: str) -> None:
         _fail(f"database unreachable: {exc}")
 
 
-def _publish(settings: Settings, result, name: str) -> Path:
+def _generation_defaults(raw: str | None) -> dict:
+    """--generation-defaults: a JSON object of GenerationParams fields, checked now, not at serving time."""
+    if not raw:
+        return {}
+    from pydantic import ValidationError
+
+    from shared.schemas import GenerationParams
+
+    try:
+        defaults = json.loads(raw)
+        if not isinstance(defaults, dict):
+            raise ValueError("not a JSON object")
+        GenerationParams.model_validate(defaults)
+    except (ValueError, ValidationError) as exc:
+        _fail(f"--generation-defaults must be a JSON object of sampling parameters: {exc}")
+    return defaults
+
+
+GENERATION_DEFAULTS_HELP = (
+    'Sampling defaults the version is served with, as JSON (e.g. \'{"temperature": 0.9, "top_k": 40}\'); '
+    "unset: the project's defaults."
+)
+
+
+def _publish(settings: Settings, result, name: str, generation_defaults: dict | None = None) -> Path:
     store = ModelStore.from_settings(settings)
     engine = _engine(settings)
+    meta = result.version_meta(name)
+    meta.generation_defaults = generation_defaults or {}
     try:
-        row = publish_version(engine, store, result.version_meta(name), result.model_dir, result.extra_files())
+        row = publish_version(engine, store, meta, result.model_dir, result.extra_files())
     except VersionError as exc:
         _fail(str(exc))
     finally:
@@ -175,12 +201,14 @@ def train(
     samples: bool = typer.Option(True, "--samples/--no-samples", envvar="TRAIN_SAMPLES", help="Sample replies for the report."),
     publish: Optional[str] = typer.Option(None, envvar="TRAIN_PUBLISH", help="Publish the result as this version name."),
     activate: bool = typer.Option(False, "--activate", envvar="TRAIN_ACTIVATE", help="With --publish: make it the served version."),
+    generation_defaults: Optional[str] = typer.Option(None, envvar="TRAIN_GENERATION_DEFAULTS", help=GENERATION_DEFAULTS_HELP),
 ) -> None:
     """Fine-tune a model on dialogs; optionally publish (and activate) the result."""
     from services.trainer.data import read_jsonl
     from services.trainer.training import DATA_FILE, SOURCE_FILE, TrainConfig, run_training
 
     settings = _settings()
+    defaults = _generation_defaults(generation_defaults)
     if activate and not publish:
         _fail("--activate needs --publish NAME")
     if publish:
@@ -238,7 +266,7 @@ def train(
         f"perplexity {m['perplexity_before']:.2f} -> {m['perplexity_after']:.2f}, {m['steps']} steps"
     )
     if publish:
-        _publish(settings, result, publish)
+        _publish(settings, result, publish, defaults)
         if activate:
             _activate(settings, publish, check=True)
 
@@ -247,16 +275,18 @@ def train(
 def publish_cmd(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A finished training run."),
     name: str = typer.Argument(..., help="Version name (letters, digits, . _ -); never overwritten."),
+    generation_defaults: Optional[str] = typer.Option(None, help=GENERATION_DEFAULTS_HELP),
 ) -> None:
     """Publish a finished run as a model version (store folder + registry row)."""
     from services.trainer.training import RunResult
 
     settings = _settings()
+    defaults = _generation_defaults(generation_defaults)
     try:
         result = RunResult.load(run_dir)
     except FileNotFoundError as exc:
         _fail(str(exc))
-    _publish(settings, result, name)
+    _publish(settings, result, name, defaults)
 
 
 @cli.command("activate")

@@ -1,9 +1,16 @@
 """Training examples: dialogs rendered in the model's prompt format, tokenized, with loss labels.
 
 One dialog (newest first) is one example: its context turns oldest to newest, then the reply,
-exactly as `shared.prompt.build_prompt(..., reply=...)` renders it:
+as `shared.prompt` renders it and `shared.tokenization.TextCodec.example` turns it into ids:
 
     |0|{len}|{older}<eos>|1|{len}|{newer}<eos>...|1|{len}|{reply}<eos>
+
+Turns are plain text (speaker markers and special-token strings removed, special-token matching
+off), eos is the tokenizer's eos id, and no id reaches past the model's rows: a tokenizer one
+entry larger than the model, as the base model's is (`<|endoftext|>` added as id 50257), is used
+as it is, without resizing the embeddings, because the added token is special and never appears
+in an example. That keeps a fine-tune the shape of its base and of the published model (50257
+rows), so it converts and serves like them.
 
 With `reply_only` (the default) only the reply's tokens and its eos carry a label; the context and
 the speaker/length markers are given at inference time, so they get -100 (no loss). Padding is
@@ -18,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.prompt import build_prompt
+from shared.tokenization import TextCodec
 
 from services.trainer.data import DialogRecord
 
@@ -36,34 +44,35 @@ class Example:
 
 
 class ExampleBuilder:
-    """Turns dialogs into tokenized examples for one tokenizer (any fast GPT-2-family tokenizer)."""
+    """Turns dialogs into tokenized examples for one tokenizer (any fast GPT-2-family tokenizer) and
+    a model of `vocab_size` rows (default: the tokenizer's size)."""
 
-    def __init__(self, tokenizer, *, max_length: int = 512, max_turn_tokens: int = 256, reply_only: bool = True):
+    def __init__(self, tokenizer, *, vocab_size: int | None = None, max_length: int = 512, max_turn_tokens: int = 256,
+                 reply_only: bool = True):
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError("a fast tokenizer is needed (offsets map tokens to the reply)")
+            raise ValueError("a fast tokenizer is needed")
         if tokenizer.eos_token is None:
             raise ValueError("the tokenizer has no eos token; the prompt format needs one")
-        self.tokenizer = tokenizer
+        self.codec = TextCodec.from_transformers(tokenizer, vocab_size or len(tokenizer))
         self.max_length = max_length
         self.max_turn_tokens = max_turn_tokens
         self.reply_only = reply_only
         self.eos = tokenizer.eos_token
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))
+        return self.codec.count_tokens(text)
 
     def _cut_turn(self, text: str) -> str:
         # Keep a long turn's start, as the worker does: that is what the next poster answered.
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        text = self.codec.clean(text)
+        ids = self.codec.encode(text)
         if len(ids) <= self.max_turn_tokens:
             return text
-        return self.tokenizer.decode(ids[: self.max_turn_tokens]).strip()
+        return self.codec.decode(ids[: self.max_turn_tokens]).replace("\ufffd", "").strip()
 
-    def render(self, turns: Sequence[str]) -> tuple[str, int]:
-        """The example's text and the character offset where the reply starts."""
-        reply, context = turns[0], list(turns[1:])
-        text = build_prompt(context, self.count_tokens, self.eos, reply=reply)
-        return text, len(text) - len(reply) - len(self.eos)
+    def render(self, turns: Sequence[str]) -> str:
+        """The example as text (for reading, the data hash and reports)."""
+        return build_prompt(list(turns[1:]), self.count_tokens, self.eos, reply=turns[0])
 
     def build(self, turns: Sequence[str]) -> Example:
         """One tokenized example from a dialog (newest first, at least two turns)."""
@@ -71,22 +80,15 @@ class ExampleBuilder:
             raise ValueError("an example needs a reply and at least one turn of context")
         turns = [self._cut_turn(t) for t in turns]
         while True:
-            text, reply_start = self.render(turns)
-            encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            input_ids = list(encoded["input_ids"])
+            input_ids, reply_start = self.codec.example(turns[1:], turns[0])
             if len(input_ids) <= self.max_length or len(turns) <= 2:
                 break
             turns = turns[:-1]  # too long: drop the oldest context turn, as the worker does
-        offsets = encoded["offset_mapping"]
-        # A token belongs to the reply when it ends past the reply's first character.
-        in_reply = [end > reply_start for _start, end in offsets]
-        if self.reply_only:
-            labels = [tok if reply else IGNORE_INDEX for tok, reply in zip(input_ids, in_reply)]
-        else:
-            labels = list(input_ids)
+        labels = [IGNORE_INDEX] * reply_start + input_ids[reply_start:] if self.reply_only else list(input_ids)
         if len(input_ids) > self.max_length:  # even one context turn is too long: keep the end
             input_ids, labels = input_ids[-self.max_length :], labels[-self.max_length :]
-        return Example(text, input_ids, labels)
+        assert max(input_ids) < self.codec.vocab_size, "TextCodec keeps every id inside the model"
+        return Example(self.render(turns), input_ids, labels)
 
     def build_all(self, dialogs: Sequence[DialogRecord]) -> list[Example]:
         return [self.build(d.turns) for d in dialogs]

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from shared.model_store import VersionMeta
-from shared.prompt import build_prompt, cut_reply
 
 from services.trainer.data import DialogSource, write_jsonl
 from services.trainer.examples import ExampleBuilder, ExampleDataset, PadCollator, data_hash, split
@@ -166,39 +165,19 @@ def _training_arguments(config: TrainConfig, run_dir: Path):
     )
 
 
-def _sample_replies(model, tokenizer, config: TrainConfig) -> list[dict[str, Any]]:
+def _sample_replies(model, codec, config: TrainConfig) -> list[dict[str, Any]]:
     """Replies to SAMPLE_DIALOGS with the serving defaults and a fixed seed."""
     import torch
 
     from shared.schemas import GenerationParams
+    from shared.transformers_generate import sample_reply
 
     params = GenerationParams(max_new_tokens=config.sample_max_new_tokens)
-    eos = tokenizer.eos_token
-
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False))
-
     model.eval()
     samples = []
     for i, dialog in enumerate(SAMPLE_DIALOGS):
-        prompt = build_prompt(dialog, count, eos, reply_length=params.length)
-        ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)], device=model.device)
         torch.manual_seed(config.seed + i)
-        with torch.inference_mode():
-            out = model.generate(
-                ids,
-                attention_mask=torch.ones_like(ids),
-                do_sample=True,
-                max_new_tokens=params.max_new_tokens,
-                temperature=params.temperature,
-                top_k=params.top_k,
-                top_p=params.top_p,
-                repetition_penalty=params.repetition_penalty,
-                eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.eos_token_id,
-            )
-        text = tokenizer.decode(out[0, ids.shape[1] :].tolist(), skip_special_tokens=False)
-        samples.append({"dialog": dialog, "reply": cut_reply(text, eos)})
+        samples.append({"dialog": dialog, "reply": sample_reply(model, codec, dialog, params)})
     return samples
 
 
@@ -225,11 +204,14 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
     log.info("loading model", extra={"model": config.model})
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32)
-    # Never add tokens: len(tokenizer) must stay equal to vocab_size (the fast backends' conversion needs it).
+    # Never add tokens nor resize: examples hold no id past the model's rows (examples.py says why).
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id >= model.config.vocab_size:  # padding is masked out, but its id must still embed
+        pad_id = tokenizer.eos_token_id
 
     builder = ExampleBuilder(
-        tokenizer, max_length=config.max_length, max_turn_tokens=config.max_turn_tokens, reply_only=config.reply_only
+        tokenizer, vocab_size=model.config.vocab_size, max_length=config.max_length,
+        max_turn_tokens=config.max_turn_tokens, reply_only=config.reply_only,
     )
     examples = builder.build_all(source.dialogs)
     train_examples, eval_examples = split(examples, config.eval_fraction, config.max_eval, config.seed)
@@ -266,7 +248,7 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
     trainer.save_model(str(model_dir))  # weights + tokenizer (processing_class)
     # Trainer pickles its arguments beside the weights: not needed to serve, and a version holds no pickles.
     (model_dir / "training_args.bin").unlink(missing_ok=True)
-    samples = _sample_replies(trainer.model, tokenizer, config) if config.samples else []
+    samples = _sample_replies(trainer.model, builder.codec, config) if config.samples else []
     metrics = {
         "eval_loss_before": before["eval_loss"],
         "perplexity_before": perplexity(before["eval_loss"]),

@@ -31,7 +31,7 @@ def prompt_set(backend, n: int = 60) -> list[list[int]]:
     prompts = []
     for _ in range(n):
         older, newer = rnd.choice(lines), rnd.choice(lines)
-        ids = backend.encode(f"|0|1|{older}{backend.eos_token}|1|1|{newer}")
+        ids = backend.codec.prompt([older], "1") + backend.codec.encode(newer)  # ends inside a reply
         prompts.append(ids[: rnd.randrange(6, len(ids) + 1)])
     return prompts
 
@@ -45,10 +45,14 @@ def next_tokens(backend, prompts: list[list[int]]) -> list[int]:
 def test_tokenizer_matches_transformers(backends):
     reference, fp32, _ = backends
     for text in ["привет анон", f"|0|1|двач не тот уже{reference.eos_token}|1|2|", "  ёлки\nпалки  "]:
-        ids = reference.encode(text)
-        assert fp32.encode(text) == ids
-        assert fp32.decode(ids) == reference.decode(ids)
-    assert fp32.eos_token == reference.eos_token
+        ids = reference.codec.encode(text)
+        assert fp32.codec.encode(text) == ids
+        assert reference.codec.eos_id not in ids, "eos written in text stays text"
+        assert fp32.codec.decode(ids) == reference.codec.decode(ids)
+    dialog = ["двач не тот уже", "привет анон"]
+    assert fp32.codec.prompt(dialog) == reference.codec.prompt(dialog)
+    assert (fp32.eos_token, fp32.codec.eos_id, fp32.codec.banned_ids) == (
+        reference.eos_token, reference.codec.eos_id, reference.codec.banned_ids)
 
 
 def test_float32_greedy_tokens_equal_transformers(backends):

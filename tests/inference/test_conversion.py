@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.schemas import GenerationParams
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import META_FILE, ConversionError, ensure_converted, read_meta
 from tests.model_factory import make_tiny_gpt2
@@ -24,20 +25,42 @@ def model_copy(tiny_model_dir: Path, tmp_path: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("engine,folder", [("onnxruntime", "onnx-int8"), ("ctranslate2", "ct2-int8")])
-def test_tokenizer_vocabulary_mismatch_is_refused_clearly(model_copy: Path, engine: str, folder: str):
+@pytest.mark.parametrize("engine", ["onnxruntime", "ctranslate2"])
+def test_special_tokens_past_the_model_are_served(model_copy: Path, engine: str):
+    """As the published checkpoint's `<|endoftext|>`: special tokens one past the model's rows are
+    never fed (special-token matching is off for text) nor sampled, so the checkpoint converts."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_copy)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<|sage|>", "<|bump|>"]})
     tokenizer.save_pretrained(model_copy)
     vocab = json.loads((model_copy / "config.json").read_text())["vocab_size"]
+    assert len(tokenizer) == vocab + 2
+
+    backend = load_backend(engine, model_copy, BackendOptions(threads=1))
+    ids = backend.codec.prompt(["<|sage|> двач <|bump|>", "привет"])
+    assert max(ids) < vocab
+    assert backend.continue_prompts([ids], GenerationParams(max_new_tokens=4, seed=1))[0].text is not None
+
+
+@pytest.mark.parametrize("engine,folder", [("onnxruntime", "onnx-int8"), ("ctranslate2", "ct2-int8")])
+@pytest.mark.parametrize("change,named", [
+    (lambda t: t.add_tokens(["сажаемся"]), "'сажаемся'"),  # a plain added token is matched in text
+    (lambda t: t.add_special_tokens({"eos_token": "<|end|>"}), "'<|end|>'"),  # eos is fed after every turn
+])
+def test_a_tokenizer_that_would_feed_ids_past_the_model_is_refused_clearly(model_copy: Path, engine: str, folder: str,
+                                                                           change, named: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_copy)
+    change(tokenizer)
+    tokenizer.save_pretrained(model_copy)
+    vocab = json.loads((model_copy / "config.json").read_text())["vocab_size"]
 
     with pytest.raises(ConversionError) as refused:
         ensure_converted(model_copy, "int8", engine=engine)
     message = str(refused.value)
-    assert f"the tokenizer has {vocab + 2} tokens but the model's vocabulary has {vocab}" in message
-    assert "<|sage|>" in message and "resize_token_embeddings" in message
+    assert named in message and f"past the model's {vocab} rows" in message
     assert not (model_copy / folder).exists()  # nothing half-written is left behind
     assert not list(model_copy.glob(f".{folder}.tmp-*"))
 
@@ -66,12 +89,10 @@ def test_a_gpt2_variant_the_graph_cannot_express_is_refused_clearly(model_copy: 
 
 
 def test_auto_backend_falls_back_to_transformers_when_conversion_fails(model_copy: Path):
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_copy)
-    tokenizer.add_special_tokens({"additional_special_tokens": ["<|extra|>"]})
-    tokenizer.save_pretrained(model_copy)
-    # The transformers reference still loads (its embedding simply never sees the extra id).
+    # An activation neither fast engine implements; transformers runs any of its own.
+    config = json.loads((model_copy / "config.json").read_text())
+    config["activation_function"] = "sigmoid"
+    (model_copy / "config.json").write_text(json.dumps(config))
     assert load_backend("auto", model_copy, BackendOptions(threads=1)).name == "transformers"
 
 

@@ -20,10 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from shared.prompt import build_prompt, cut_reply
+from shared.prompt import build_prompt
+from shared.schemas import GenerationParams
+from shared.tokenization import TextCodec
 
 from services.inference_worker.demo_model.corpus import demo_dialogs
 
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 EOS = "<|endoftext|>"
 METADATA_FILE = "demo_model.json"
+VERSION_FILE = "version.json"  # its name and its own sampling defaults, as a published version carries them
 
 # Sized for about a minute on 2 cores: in that budget a narrow model trained for more (small)
 # steps reached a lower loss than a wider one trained for fewer.
@@ -48,7 +51,9 @@ PEAK_LR = 3e-3
 WARMUP_STEPS = 40
 THREADS = 2
 
-# Sampling used to check the result (and printed by the CLI).
+# Sampling used to check the result (and printed by the CLI); the worker serves the demo model with it
+# too (its version.json): the published model's defaults (a repetition penalty of 10) suit a 355M
+# model trained on 2ch, not a 1.2M one trained for a minute.
 SAMPLE_MESSAGES = ("привет анон", "двач, как дела?", "что думаешь о котах?", "ненавижу работу", "ты бот?")
 SAMPLE_PARAMS = {"temperature": 1.0, "top_k": 10, "top_p": 0.95, "repetition_penalty": 1.2, "max_new_tokens": 30}
 
@@ -72,23 +77,11 @@ def train_tokenizer(dialogs: Sequence[Sequence[str]]):
     return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS)
 
 
-def _token_counter(tokenizer) -> Callable[[str], int]:
-    """Count tokens the way the worker does (no special tokens added), caching repeated turns."""
-    cache: dict[str, int] = {}
-
-    def count(text: str) -> int:
-        if text not in cache:
-            cache[text] = len(tokenizer.encode(text, add_special_tokens=False))
-        return cache[text]
-
-    return count
-
-
 def render_examples(dialogs: Sequence[Sequence[str]], tokenizer) -> list[list[int]]:
-    """Token ids of each dialog as a training example: its older turns as the prompt, turns[0] as the reply."""
-    count = _token_counter(tokenizer)
-    texts = [build_prompt(d[1:], count, EOS, reply=d[0]) for d in dialogs]
-    examples = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    """Token ids of each dialog as a training example: its older turns as the prompt, turns[0] as
+    the reply, rendered as the worker renders prompts (shared/tokenization.py)."""
+    codec = TextCodec.from_transformers(tokenizer, len(tokenizer))
+    examples = [codec.example(d[1:], d[0])[0] for d in dialogs]
     too_long = [len(e) for e in examples if len(e) > ROW_TOKENS]
     if too_long:
         raise ValueError(f"{len(too_long)} demo examples exceed {ROW_TOKENS} tokens (longest {max(too_long)})")
@@ -231,6 +224,7 @@ def build_demo_model(out_dir: Path, *, seed: int = 1234, steps: int | None = Non
         tokenizer.save_pretrained(tmp)
         metadata["build_seconds"] = round(time.perf_counter() - started, 1)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n")
+        (tmp / VERSION_FILE).write_text(json.dumps({"name": "demo", "generation_defaults": SAMPLE_PARAMS}, indent=2) + "\n")
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -252,7 +246,7 @@ def _replace_dir(new: Path, target: Path) -> None:
 
 def is_built(model_dir: Path) -> bool:
     """True if `model_dir` holds a finished demo model."""
-    return (model_dir / "config.json").is_file() and (model_dir / METADATA_FILE).is_file()
+    return all((model_dir / name).is_file() for name in ("config.json", METADATA_FILE, VERSION_FILE))
 
 
 def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> Path:
@@ -284,31 +278,19 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
 
 
 def sample_replies(model_dir: Path, messages: Sequence[str] = SAMPLE_MESSAGES, *, seed: int = 0) -> list[str]:
-    """One sampled reply (SAMPLE_PARAMS) from the saved model to each message, cut at eos."""
+    """One sampled reply (SAMPLE_PARAMS) from the saved model to each message."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from shared.transformers_generate import sample_reply
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-    count = _token_counter(tokenizer)
-    replies = []
+    codec = TextCodec.from_transformers(tokenizer, model.config.vocab_size)
+    params = GenerationParams(**SAMPLE_PARAMS)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for message in messages:
-            prompt = build_prompt([message], count, tokenizer.eos_token)
-            input_ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
-            with torch.inference_mode():
-                output = model.generate(
-                    input_ids,
-                    attention_mask=torch.ones_like(input_ids),
-                    do_sample=True,
-                    eos_token_id=tokenizer.eos_token_id,
-                    pad_token_id=tokenizer.eos_token_id,
-                    **SAMPLE_PARAMS,
-                )
-            text = tokenizer.decode(output[0, input_ids.shape[1] :].tolist(), skip_special_tokens=False)
-            replies.append(cut_reply(text, tokenizer.eos_token))
-    return replies
+        return [sample_reply(model, codec, [message], params) for message in messages]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
