@@ -4,7 +4,7 @@ huggingface_hub honours `HF_ENDPOINT`, so pointing it here runs the project's re
 (`snapshot_download` and everything it calls) against folders the tests made. What is served is
 what huggingface_hub reads from huggingface.co:
 
-- `GET /api/models/{repo}/revision/{rev}`: the repository's info (`sha`, `siblings`, ...);
+- `GET /api/models/{repo}[/revision/{rev}]`: the repository's info (`sha`, `siblings`, ...);
 - `GET /api/models/{repo}/tree/{rev}?recursive=...`: its files (`oid`, `size`, `lfs` for big ones);
 - `HEAD|GET /{repo}/resolve/{rev}/{path}`: a small file answers itself (`ETag`, `X-Repo-Commit`);
   a large-file-storage one (weights) answers `302` to a second origin, the "CDN", with
@@ -77,8 +77,10 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        started = any(thread.is_alive() for thread in self._threads)
         for server in (self._hub, self._cdn):
-            server.shutdown()
+            if started:
+                server.shutdown()
             server.server_close()
 
     def __enter__(self) -> "HubServer":
@@ -133,6 +135,8 @@ class HubServer:
                     return self._cdn(path, body)
                 if match := re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path):
                     return self._info(match[1], match[2])
+                if match := re.fullmatch(r"/api/models/([^/]+/[^/]+)", path):
+                    return self._info(match[1], "main")
                 if match := re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)(/.*)?", path):
                     return self._tree(match[1], match[2], (match[3] or "").lstrip("/"), parse_qs(url.query))
                 if match := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
@@ -178,6 +182,8 @@ class HubServer:
                         entry["lfs"] = {"oid": f.sha256, "size": len(f.data), "pointerSize": 134}
                     entries.append(entry)
                 entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": p} for p in sorted(folders)]
+                if under and not entries:
+                    return self._error(404, "EntryNotFound", f"{under} does not exist on \"{revision}\"")
                 self._json(entries)
 
             def _resolve(self, repo_id: str, revision: str, file_path: str, body: bool) -> None:
@@ -225,7 +231,8 @@ class HubServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":
+                    self.wfile.write(data)
 
             def _error(self, status: int, code: str, message: str) -> None:
                 data = json.dumps({"error": message}).encode()
@@ -235,6 +242,7 @@ class HubServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":  # a HEAD answer has headers only
+                    self.wfile.write(data)
 
         return Handler

@@ -123,13 +123,18 @@ def _is_current(out: Path, fingerprint: str, engine: str) -> bool:
 
 
 def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str) -> None:
+    # The child writes to this process's stderr (its progress shows where ours does) and leaves
+    # the reason of a refusal in a file.
+    error_file = out.parent / f"{out.name}.error"
     args = [sys.executable, "-m", "services.inference_worker.conversion", str(model_dir),
-            "--out", str(out), "--quantization", quantization, "--engine", engine]
-    done = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        reason = next((line.split(":", 1)[1].strip() for line in reversed(lines) if line.startswith("ConversionError:")), None)
-        raise ConversionError(reason or f"conversion of {model_dir} failed:\n" + "\n".join(lines[-15:]))
+            "--out", str(out), "--quantization", quantization, "--engine", engine, "--error-file", str(error_file)]
+    try:
+        done = subprocess.run(args, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+        if done.returncode != 0:
+            reason = error_file.read_text().strip() if error_file.exists() else ""
+            raise ConversionError(reason or f"conversion of {model_dir} failed (exit {done.returncode}; its log is above)")
+    finally:
+        error_file.unlink(missing_ok=True)
 
 
 def check_vocabulary(model_dir: Path):
@@ -203,16 +208,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", choices=sorted(ENGINES), default="onnxruntime")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8")
     parser.add_argument("--out", type=Path, help="write here (default: the cached place, via the lock)")
+    parser.add_argument("--error-file", type=Path, help="write the reason of a refusal here too")
     args = parser.parse_args(argv)
+    from shared.logging_setup import configure_from_settings
+    from shared.settings import get_settings
+
+    configure_from_settings(get_settings())
     try:
         if args.out:
             convert(args.model_dir, args.out, args.quantization, args.engine)
-            print(args.out)
+            if not args.error_file:  # run by a user, not by ensure_converted
+                print(args.out)
         else:
-            logging.basicConfig(level=logging.INFO)
             print(ensure_converted(args.model_dir, args.quantization, engine=args.engine))
     except ConversionError as exc:
         print(f"ConversionError: {exc}", file=sys.stderr)
+        if args.error_file:
+            args.error_file.write_text(str(exc))
         sys.exit(2)
 
 

@@ -181,3 +181,26 @@ def resolve_model(settings: Settings) -> ModelSource:
             extra={"wanted": name, "serving": str(demo), "reason": str(exc)[:200]},
         )
         return local_source(demo, version="demo", fallback=True)
+
+
+def main() -> None:
+    """`python -m services.inference_worker.model_source`: fetch MODEL_NAME_OR_PATH ahead of time
+    (e.g. in an init step, so that workers start from the cache) and print where it is."""
+    import sys
+
+    from shared.logging_setup import configure_from_settings
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    configure_from_settings(settings)
+    try:
+        source = resolve_model(settings)
+    except ModelNotFound as exc:
+        print(f"ModelNotFound: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps({"path": str(source.path), "version": source.version, "fallback": source.fallback,
+                      "generation_defaults": source.generation_defaults}))
+
+
+if __name__ == "__main__":
+    main()

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shared.progress import LoggedProgress
+
 GRAPH_FILE = "model.onnx"
 # GPT-2's activations as com.microsoft ops that take the bias as a second input
 ACTIVATIONS = {"gelu_new": "FastGelu", "gelu_pytorch_tanh": "FastGelu", "gelu": "BiasGelu"}
@@ -155,7 +157,7 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["batch"]),
     ]
     graph_outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab])]
-    for i in range(layers):
+    for i in LoggedProgress(range(layers), desc=f"{quantization} conversion", unit="layer"):
         p = f"h.{i}"
         attn_in = layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
         # packed [q | k | v], as GroupQueryAttention takes it
