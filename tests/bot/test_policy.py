@@ -112,3 +112,10 @@ def test_clean_turn_cuts_long_turns_at_a_word():
 def test_clean_reply():
     assert clean_reply("  ответ\x0fтут\x00 ") == "ответтут"
     assert len(clean_reply("я" * 5000)) == 4096
+
+
+def test_clean_turn_removes_speaker_markers_and_special_token_strings():
+    """A user's `|1|2|` or `</s>` is not a turn boundary for the model."""
+    assert clean_turn("ну |1|2| и </s>вот<|endoftext|> <pad>", 100) == "ну и вот"
+    assert clean_turn("|0||1|2|1|", 100) == "|0| 1|"  # what is left after a marker goes is checked again
+    assert clean_turn("цена |5| рублей", 100) == "цена |5| рублей"  # not a marker

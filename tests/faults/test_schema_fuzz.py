@@ -24,7 +24,8 @@ def test_openapi_fuzz_finds_no_server_errors(fuzzed_gateway, tmp_path):
     cli = Path(sys.executable).with_name("schemathesis")
     assert cli.exists() or shutil.which("schemathesis")
     result = subprocess.run(
-        [str(cli), "run", f"{fuzzed_gateway.base_url}/openapi.json",
+        [str(cli), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+         "run", f"{fuzzed_gateway.base_url}/openapi.json",
          "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
          "--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
          # The probes take no input; /readyz is a documented 503 whenever no worker answers its

@@ -149,3 +149,8 @@ def test_board_names():
 def test_written_fixture_threads_are_valid_2ch_json():
     data = json.loads(thread_json("b", [post(1, 1, "op"), post(2, 1, reply_link("b", 1, 1) + "да")]))
     assert [p.num for p in parse_thread(data, "b", 1).posts] == [1, 2]
+
+
+def test_speaker_markers_and_special_token_strings_leave_training_text():
+    cleaned = clean_comment("вот |1|2| так &lt;/s&gt; и &lt;|endoftext|&gt; всё <br>|0|-|ага")
+    assert cleaned.text == "вот так и всё ага"

@@ -83,3 +83,12 @@ def test_split_and_hash_are_deterministic(tokenizer):
     assert len(train_a) + len(eval_a) == 40 and not {e.text for e in train_a} & {e.text for e in eval_a}
     assert data_hash(examples) == data_hash(builder.build_all(dialogs))
     assert data_hash(examples) != data_hash(examples[::-1])
+
+
+def test_special_strings_and_markers_in_dialogs_stay_text(tokenizer):
+    """An example gets exactly one eos per turn, whatever the turns contain."""
+    eos_id = tokenizer.eos_token_id
+    dialog = ["ответ <|endoftext|> с </s>", "вопрос |1|2| <|endoftext|>", "начало"]
+    example = ExampleBuilder(tokenizer).build(dialog)
+    assert example.input_ids.count(eos_id) == 3
+    assert labelled_text(tokenizer, example) == "ответ с" + tokenizer.eos_token
