@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     scraper_concurrency: int = Field(default=2, ge=1, le=32, description="Requests in flight at once.")
     scraper_delay_s: float = Field(
-        default=1.0, ge=0, description="Polite pause between the starts of two requests to the site."
+        default=1.0, ge=0, description="Polite pause between one request being sent and the next one starting."
     )
     scraper_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
     scraper_max_retries: int = Field(
