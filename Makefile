@@ -1,13 +1,14 @@
 # Two commands set everything up on a fresh machine:
 #   make run   - the whole stack locally (embedded Redis/Postgres when none is configured)
-#   make test  - the test suite
+#   make test  - the test suite (embedded Redis/Postgres when the machine runs none)
 # Both create .venv inside the repo on first use and reinstall when pyproject.toml changes.
+# Also: make test-fast (no server, no model build: the edit loop), make audit (asks PyPI).
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run chat test bench demo-model system-deps
+.PHONY: run chat test test-fast audit bench demo-model system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,13 +18,21 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m services.stack run
+	@$(PY) -m services.stack run
 
 chat: $(STAMP)
 	$(PY) -m services.stack chat
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that start no server and no service process and build no model (tests/tiers.py).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not heavy" $(PYTEST_ARGS)
+
+# Known vulnerabilities of the installed distributions; asks the package index, so not in make test.
+audit: $(STAMP)
+	$(PY) -m tools.audit
 
 # Debian packages some tests drive: Chromium (admin page) and Prometheus (promtool, a real scrape).
 # Installed when missing and running as root; otherwise say what to install.

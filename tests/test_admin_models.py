@@ -16,7 +16,7 @@ TOKEN = "models-token-51"
 
 
 @pytest.fixture(scope="module")
-def isolated(tmp_path_factory):
+def isolated(tmp_path_factory, pg_admin_url):
     server = RedisServer(tmp_path_factory.mktemp("models-redis")).start()
     url = create_database()
     migrate(url)
