@@ -335,9 +335,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_from_settings(settings)
     out = build_demo_model(args.out, seed=args.seed, steps=args.steps)
-    print(f"demo model: {out}")
-    if args.no_samples:
+    if args.no_samples:  # a worker building it: the log line above says where it is
         return
+    print(f"demo model: {out}")
     for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out)):
         print(f"> {message}\n< {reply}")
 
