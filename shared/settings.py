@@ -233,7 +233,7 @@ class Settings(BaseSettings):
     )
     # --- end inference
 
-    log_level: str = Field(default="INFO", description="Logging level.")
+    log_level: str = Field(default="INFO", description="Logging level of the services; other libraries log only warnings and errors unless DEBUG.")
     log_format: Literal["json", "console"] = Field(default="json", description="json: one object per line.")
 
     @model_validator(mode="after")
