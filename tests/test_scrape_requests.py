@@ -24,13 +24,23 @@ async def test_a_request_that_comes_late_in_a_long_wait_is_taken(redis_url):
     assert await asyncio.wait_for(waiting, 10) == {"request_id": "late"}
 
 
+def blocked_in_blpop(client: redis.Redis) -> int:
+    return sum(1 for c in client.client_list() if c.get("cmd") == "blpop")
+
+
 async def test_a_cancelled_wait_ends_at_once(redis_url):
     """SIGTERM cancels the scraper's loop while it waits: it must not sleep on."""
+    client = redis.Redis.from_url(redis_url)
+    before = blocked_in_blpop(client)
     waiting = asyncio.create_task(wait_for_crawl_request(redis_url, 3600))
-    await asyncio.sleep(0.2)  # let it reach the BLPOP
+    deadline = asyncio.get_running_loop().time() + 30
+    while blocked_in_blpop(client) == before:  # until Redis holds it in the BLPOP: the case under test
+        assert not waiting.done() and asyncio.get_running_loop().time() < deadline, "the wait never reached BLPOP"
+        await asyncio.sleep(0.01)  # polling Redis for the blocked client; bounded by the deadline
     waiting.cancel()
     done, _ = await asyncio.wait([waiting], timeout=5)
     assert waiting in done and waiting.cancelled()
+    client.close()
 
 
 async def test_without_redis_the_wait_is_the_schedule():

@@ -17,6 +17,7 @@ import random
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -63,14 +64,16 @@ class Window:
 
 
 class LocalWindows:
-    """The same windows in this process' memory (the fallback while Redis is unreachable)."""
+    """The same windows in this process' memory (the fallback while Redis is unreachable), on
+    `clock` (a `time.monotonic`-like callable)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._blocked_until: dict[str, float] = {}
 
     def try_acquire(self, windows: list[Window], reserve: bool = True) -> float:
-        now = time.monotonic()
+        now = self._clock()
         wait = 0.0
         for w in windows:
             wait = max(wait, self._blocked_until.get(w.key, 0.0) - now)
@@ -86,14 +89,20 @@ class LocalWindows:
         return 0.0
 
     def block(self, key: str, seconds: float) -> None:
-        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), time.monotonic() + seconds)
+        self._blocked_until[key] = max(self._blocked_until.get(key, 0.0), self._clock() + seconds)
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, prefix: str):
+    """`clock` (a `time.monotonic`-like callable) and `sleep` time the waits of `acquire`; tests
+    pass their own. The windows themselves run on Redis' clock."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
         self.redis = redis
         self.prefix = prefix
-        self.local = LocalWindows()
+        self.local = LocalWindows(clock)
+        self._clock = clock
+        self._sleep = sleep
         self._script = redis.register_script(_SCRIPT)
         self._last_warning = 0.0
 
@@ -120,16 +129,16 @@ class RateLimiter:
     async def acquire(self, windows: list[Window], max_wait_s: float) -> float | None:
         """Take a slot in every window, waiting up to `max_wait_s`; the seconds waited, or None
         when no slot frees up in time (nothing is taken then)."""
-        started = time.monotonic()
+        started = self._clock()
         deadline = started + max_wait_s
         while True:
             wait = await self.try_acquire(windows)
             if wait <= 0:
-                return time.monotonic() - started
-            if time.monotonic() + wait > deadline:
+                return self._clock() - started
+            if self._clock() + wait > deadline:
                 return None
             # A little jitter, so that the waiters of one chat do not all wake on the same tick.
-            await asyncio.sleep(wait + random.uniform(0.0, 0.05))
+            await self._sleep(wait + random.uniform(0.0, 0.05))
 
     async def block(self, key: str, seconds: float) -> None:
         """Nobody sends through window `key` for `seconds` (Telegram said 429 retry_after)."""

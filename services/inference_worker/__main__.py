@@ -55,8 +55,11 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     prepare_metrics_dir()
     from services.inference_worker.app import app
+    from shared.settings import get_settings
 
-    argv = ["worker", *pool_args(), "--queues", ",".join(QUEUES), "--loglevel", "INFO",
+    # Celery's start-up banner is third-party chatter like its INFO lines: shown with LOG_LEVEL=DEBUG.
+    quiet = [] if get_settings().log_level.upper() == "DEBUG" else ["--quiet"]
+    argv = [*quiet, "worker", *pool_args(), "--queues", ",".join(QUEUES), "--loglevel", "INFO",
             "--without-gossip", "--without-mingle"]
     app.worker_main(argv + sys.argv[1:])
 

@@ -52,8 +52,8 @@ class Job:
     params: GenerationParams
     priority: Priority
     future: Future = field(default_factory=Future)
-    arrived: float = field(default_factory=time.monotonic)
-    started: float | None = None  # when its batch started (monotonic)
+    arrived: float = field(default_factory=time.monotonic)  # on the scheduler's clock
+    started: float | None = None  # when its batch started (the scheduler's clock)
     batch_size: int = 0
 
     @property
@@ -74,6 +74,7 @@ class Scheduler:
         batch_max_wait_s: float | None = None,
         bulk_lanes: int | None = None,
         spread: bool = True,
+        clock: Callable[[], float] = time.monotonic,
     ):
         # A callable is read for each batch (the served model may be switched while running).
         self._generator = generator if callable(generator) else (lambda: generator)
@@ -83,6 +84,7 @@ class Scheduler:
         self.batch_wait_s = batch_wait_s
         self.batch_max_wait_s = max(batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s)
         self.spread = spread
+        self._clock = clock
         self.bulk_lanes = max(1, min(self.lanes, bulk_lanes if bulk_lanes else max(1, self.lanes - 1)))
         self._queues: dict[Priority, deque[Job]] = {"interactive": deque(), "bulk": deque()}
         self._cond = threading.Condition()
@@ -103,7 +105,7 @@ class Scheduler:
     # --- callers ------------------------------------------------------------------------------
     def submit(self, dialog: list[str], params: GenerationParams, priority: Priority = "interactive") -> Future:
         """Queue a job; its future gives a `Reply` (or raises what generation raised)."""
-        job = Job(list(dialog), params, priority)
+        job = Job(list(dialog), params, priority, arrived=self._clock())
         job.future.job = job  # type: ignore[attr-defined]  # lets callers read timings
         with self._cond:
             if self._stopping:
@@ -148,9 +150,10 @@ class Scheduler:
                 limit = head.arrived + self.batch_max_wait_s
                 while self._compatible_count(head) < self._wanted(head):
                     until = min(limit, self._newest_compatible(head) + self.batch_wait_s)
-                    if time.monotonic() >= until:
+                    now = self._clock()
+                    if now >= until:
                         break
-                    self._cond.wait(until - time.monotonic())
+                    self._cond.wait(until - now)  # real seconds: a test's clock is read again after it
                     if self._stopping:
                         return
                 head = self._first() or head
@@ -216,7 +219,7 @@ class Scheduler:
                 self._cond.notify_all()
 
     def _run(self, batch: list[Job]) -> None:
-        started = time.monotonic()
+        started = self._clock()
         for job in batch:
             job.started, job.batch_size = started, len(batch)
         self.batch_sizes.append(len(batch))

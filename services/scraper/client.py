@@ -1,8 +1,9 @@
 """The 2ch JSON API client: async httpx, polite and stubborn.
 
 - Polite: an honest User-Agent, at most `concurrency` requests in flight, a pause of `delay_s`
-  between the starts of two requests (shared by every task), conditional requests (ETag /
-  Last-Modified) so that an unchanged thread costs a 304, not its whole JSON.
+  between the moment one request has been written to the network and the moment the next one
+  starts (shared by every task; see `Pacer`), conditional requests (ETag / Last-Modified) so that
+  an unchanged thread costs a 304, not its whole JSON.
 - Stubborn: 429, 5xx, network errors, timeouts and bodies that are cut short (invalid JSON) are
   retried with exponential backoff and jitter; a Retry-After from the server wins. Other statuses
   fail at once; 404/410 mean the thread is gone (deleted or archived), which is no error.
@@ -16,6 +17,8 @@ import json
 import logging
 import random
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -62,10 +65,67 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class DvachClient:
-    """One client per process (or crawl); use as `async with DvachClient(config) as client`."""
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
 
-    def __init__(self, config: ScraperConfig):
+
+class Pacer:
+    """At least `delay_s` between the moment one request has been sent and the moment the next
+    one starts, measured when they actually happen rather than on slots booked in advance.
+
+    Booked slots let a request that was held up (a busy event loop, a wait for a connection)
+    arrive right behind the next one, which kept its slot: the site then sees two requests a few
+    milliseconds apart. Here a request takes the turn once it holds a connection slot, waits out
+    the pause counted from when the previous request was sent, and keeps the turn until its own
+    bytes are on the wire (connecting included); only then may the next one start. A held-up
+    request only makes the gap longer.
+
+    `clock` (a `time.monotonic`-like callable) and `sleep` can be replaced, so that tests drive
+    the pacing on a clock of their own.
+    """
+
+    def __init__(self, delay_s: float, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep):
+        self.delay_s = delay_s
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = asyncio.Lock()
+        self._last_sent: float | None = None
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[Callable[[], None]]:
+        """Wait for the pause, then hold the turn; call the yielded function once the request is
+        sent (it is also called on leaving, for a request that failed before it was sent)."""
+        if self.delay_s <= 0:
+            yield lambda: None
+            return
+        await self._lock.acquire()
+        held = True
+
+        def sent() -> None:
+            nonlocal held
+            if held:
+                held = False
+                self._last_sent = self._clock()
+                self._lock.release()
+
+        try:
+            if self._last_sent is not None:
+                wait = self._last_sent + self.delay_s - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)
+            yield sent
+        finally:
+            sent()
+
+
+class DvachClient:
+    """One client per process (or crawl); use as `async with DvachClient(config) as client`.
+
+    `clock` and `sleep` pace the requests and time the retries (tests pass their own clock);
+    `transport` is httpx's (default: the network)."""
+
+    def __init__(self, config: ScraperConfig, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self.config = config
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
@@ -73,10 +133,11 @@ class DvachClient:
             headers={"User-Agent": config.user_agent, "Accept": "application/json"},
             follow_redirects=True,
             limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
+            transport=transport,
         )
         self._slots = asyncio.Semaphore(config.concurrency)
-        self._pace_lock = asyncio.Lock()
-        self._next_start = 0.0
+        self._pacer = Pacer(config.delay_s, clock, sleep)
+        self._sleep = sleep
         # Listings are asked for every run: remember the last one to make use of a 304.
         self._listings: dict[str, tuple[str | None, str | None, ParsedListing]] = {}
 
@@ -89,16 +150,6 @@ class DvachClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _pace(self) -> None:
-        if self.config.delay_s <= 0:
-            return
-        async with self._pace_lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + self.config.delay_s
-            if start > now:
-                await asyncio.sleep(start - now)
-
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.config.backoff_max_s)
@@ -106,10 +157,18 @@ class DvachClient:
         return wait * (0.5 + random.random() / 2)  # jitter: retries of parallel tasks spread out
 
     async def _get_once(self, path: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
-        async with self._slots:
+        # The connection slot first, then the pacer's turn: a request that waited for a slot must
+        # still keep the pause after the one sent before it.
+        async with self._slots, self._pacer.turn() as sent:
+
+            async def trace(event: str, _info: dict) -> None:
+                # httpcore's trace: the request is written (or failed to be) and the answer is awaited.
+                if event.endswith("receive_response_headers.started"):
+                    sent()
+
             started = time.perf_counter()
             try:
-                async with self._http.stream("GET", path, headers=headers) as response:
+                async with self._http.stream("GET", path, headers=headers, extensions={"trace": trace}) as response:
                     chunks, size = [], 0
                     async for chunk in response.aiter_bytes():
                         size += len(chunk)
@@ -131,7 +190,6 @@ class DvachClient:
         error = FetchError("network", f"{path}: no attempt made")
         for attempt in range(self.config.max_retries + 1):
             retry_after = None
-            await self._pace()
             try:
                 response, body = await self._get_once(path, headers)
             except httpx.TransportError as exc:  # connect/read errors, timeouts, a body cut short
@@ -162,7 +220,7 @@ class DvachClient:
                 wait = self._backoff(attempt, retry_after)
                 log.info("retrying request", extra={"path": path, "error": str(error), "attempt": attempt + 1,
                                                     "wait_s": round(wait, 3)})
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
         raise error
 
     async def listing(self, board: str) -> ParsedListing:

@@ -1,5 +1,11 @@
 """The whole stack on one machine: Redis, Postgres, an inference worker, the gateway (and the
-bot when a token is set), each a real process, with embedded servers where none is configured."""
+bot when a token is set), each a real process, with embedded servers where none is configured.
+
+What it prints is for a person at a terminal: one line per service as it becomes ready, the
+progress bars of long first-run steps (the services draw them), then the banner. The services log
+at LOG_LEVEL in the console format; third-party libraries only warn unless LOG_LEVEL=DEBUG
+(shared/logging_setup.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -18,6 +26,17 @@ from shared.embedded import EmbeddedPostgres, RedisServer
 from shared.settings import Settings
 
 log = logging.getLogger("stack")
+
+
+def say(service: str, state: str, detail: str = "") -> None:
+    """One line of the launcher's own output."""
+    print(f"  {service:<9} {state:<8} {detail}".rstrip(), flush=True)
+
+
+def where(url: str) -> str:
+    """host:port/path of a configured URL, never its user or password."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'local socket'}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 @dataclass
@@ -35,31 +54,88 @@ class Stack:
             # Persistent (append-only file): queued jobs survive a restart of the stack.
             self.redis = RedisServer(data / "redis", port=self.settings.embedded_redis_port, persist=True).start()
             redis_url = self.redis.url
-            log.info("REDIS_URL not set: started embedded Redis", extra={"url": redis_url})
+            say("redis", "ready", f"{redis_url} (embedded, REDIS_URL unset; data in {data / 'redis'})")
+        else:
+            say("redis", "ready", f"{where(redis_url)} (REDIS_URL)")
         database_url = self.settings.database_url
         if not database_url:
             self.postgres = EmbeddedPostgres(data / "postgres").start()
             database_url = self.postgres.url
-            log.info("DATABASE_URL not set: started embedded PostgreSQL", extra={"data_dir": str(data / "postgres")})
+            origin = f"embedded, DATABASE_URL unset; data in {data / 'postgres'}"
+        else:
+            origin = f"{where(database_url)}, DATABASE_URL"
         migrate(database_url)
+        say("postgres", "ready", f"schema up to date ({origin})")
         self.env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
 
     def spawn(self, name: str, module: str, extra_env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "LOG_FORMAT": os.environ.get("LOG_FORMAT", "console"), **self.env, **(extra_env or {})}
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            # A local run as root (a container, a VM): Celery's "running as superuser" warning is
+            # meant for deployments, which run as an unprivileged user (Dockerfile), so not here.
+            # (By its text: the category's module cannot be imported when Python reads PYTHONWARNINGS.)
+            env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
+                                                            "ignore:You're running the worker with superuser"]))
         self.processes[name] = subprocess.Popen([sys.executable, "-m", module], env=env)
-        log.info("started", extra={"service": name, "pid": self.processes[name].pid})
+        log.debug("started", extra={"service": name, "pid": self.processes[name].pid})
+
+    # --- readiness ------------------------------------------------------------------------------
+    def _base(self) -> str:
+        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+
+    def _gateway_ready(self) -> str | None:
+        if httpx.get(self._base() + "/healthz", timeout=3).status_code == 200:
+            return self._base()
+        return None
+
+    def _worker_ready(self) -> str | None:
+        """Ready once the gateway sees a worker online and, when the worker serves metrics, its
+        model is loaded (a prefork worker answers before its child has loaded the model)."""
+        response = httpx.get(self._base() + "/readyz", timeout=5)
+        if response.status_code != 200:
+            return None
+        workers = ", ".join(response.json().get("workers", []))
+        if not self.settings.worker_metrics_port:
+            return workers
+        model = self._served_model()
+        return f"{workers} ({model})" if model else None
+
+    def _served_model(self) -> str:
+        """`model <version>, <backend>` from the worker's own metrics once its model is loaded."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"http://127.0.0.1:{self.settings.worker_metrics_port}/metrics", timeout=3).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "dvach_worker_model_info" and sample.value == 1:
+                    return f"model {sample.labels.get('model_version')}, {sample.labels.get('backend')}"
+        return ""
+
+    def _bot_ready(self) -> str | None:
+        port = self.settings.bot_metrics_port
+        if not port:
+            return "its log says when it polls"
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3).raise_for_status()  # served once it knows its token
+        return f"metrics on :{port}"
 
     def wait_ready(self, timeout_s: float) -> bool:
-        """Until the gateway says ready (broker up, a worker with its model loaded)."""
-        url = f"http://{self.settings.gateway_host}:{self.settings.gateway_port}/readyz"
+        """Until every service is ready; says each one as it becomes ready."""
+        checks: dict[str, Callable[[], str | None]] = {"gateway": self._gateway_ready, "worker": self._worker_ready}
+        if "bot" in self.processes:
+            checks["bot"] = self._bot_ready
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
-            try:
-                if httpx.get(url, timeout=3).status_code == 200:
-                    return True
-            except httpx.HTTPError:
-                pass
+            for name, check in list(checks.items()):
+                try:
+                    detail = check()
+                except (httpx.HTTPError, ValueError):
+                    detail = None
+                if detail is not None:
+                    say(name, "ready", detail)
+                    del checks[name]
+            if not checks:
+                return True
             time.sleep(0.5)  # polling readiness of processes we started; bounded by the deadline
         return False
 
@@ -68,7 +144,16 @@ class Stack:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {process.returncode}")
 
-    def stop(self) -> None:
+    def stop(self, interrupted: bool = False) -> None:
+        """Stop the services, then the servers. `interrupted`: Ctrl-C reached the whole process
+        group, so the services are stopping already; a second signal would only make Celery
+        print its shutdown twice. They get SIGTERM if they are still running after a while."""
+        if interrupted:
+            for process in self.processes.values():
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    break
         for name, process in reversed(list(self.processes.items())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)  # Celery: warm shutdown, finishes its job
@@ -82,36 +167,43 @@ class Stack:
             self.redis.stop()
         if self.postgres:
             self.postgres.stop()
-        log.info("stack stopped")
+
+
+def banner(settings: Settings) -> str:
+    base = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    return (
+        f"\nReady. The gateway listens on {base}\n"
+        f"  curl -s {base}/v1/replies -H 'content-type: application/json' "
+        "-d '{\"dialog\": [\"привет, анон\"]}'\n"
+        "  make chat          # talk to the model in this terminal\n"
+        f"  {base}/docs        # the API\n"
+        "Ctrl-C stops everything.\n"
+    )
 
 
 def run_stack(settings: Settings) -> None:
     stack = Stack(settings)
+    interrupted = False
     # Ctrl-C reaches the whole process group; the children stop themselves, we stop the servers.
     try:
+        print("Starting the stack (the first run builds the demo model when the model hub is out of reach).",
+              flush=True)
         stack.start_servers()
         stack.spawn("inference_worker", "services.inference_worker")
         stack.spawn("gateway", "services.gateway")
         if settings.telegram_bot_token:
             stack.spawn("bot", "services.bot")
         else:
-            log.info("TELEGRAM_BOT_TOKEN not set: the Telegram bot is not started")
+            say("bot", "off", "TELEGRAM_BOT_TOKEN not set")
         if not stack.wait_ready(timeout_s=600):
             raise RuntimeError("the stack did not become ready in 10 minutes")
-        base = f"http://{settings.gateway_host}:{settings.gateway_port}"
-        print(
-            f"\nReady. The gateway listens on {base}\n"
-            f"  curl -s {base}/v1/replies -H 'content-type: application/json' "
-            "-d '{\"dialog\": [\"привет, анон\"]}'\n"
-            "  make chat          # talk to the model in this terminal\n"
-            f"  {base}/docs        # the API\n"
-            "Ctrl-C stops everything.\n",
-            flush=True,
-        )
+        print(banner(settings), flush=True)
         while True:
             stack.check_alive()
             time.sleep(1)  # supervising children: wake up once a second to see if one died
     except KeyboardInterrupt:
+        interrupted = True
         print("\nstopping...", flush=True)
     finally:
-        stack.stop()
+        stack.stop(interrupted)
+        print("stopped.", flush=True)

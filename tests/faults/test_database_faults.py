@@ -16,8 +16,8 @@ TOKEN = "db-fault-token-77"
 
 
 @pytest.fixture
-def own_postgres(tmp_path):
-    server = EmbeddedPostgres(tmp_path / "pg").start()
+def own_postgres(private_postgres_dir):
+    server = EmbeddedPostgres(private_postgres_dir / "pg").start()
     migrate(server.url)
     yield server
     server.stop()

@@ -60,53 +60,91 @@ def run_and_record(scheduler: Scheduler, jobs: list[tuple[str, str]]) -> dict[st
     return {name: i for i, name in enumerate(finished)}
 
 
+class ManualClock:
+    """The scheduler's clock, moved by the test: a burst arrives "at once" however long the test
+    thread takes to submit it on a loaded machine, and it is over when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_jobs_submitted_together_run_at_once_on_one_model(two_lane_generator: Generator):
-    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.05)
+    clock = ManualClock()
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.05, clock=clock)
+    lock = threading.Lock()
+    started_at_first_end: list[int] = []
     try:
         futures = [scheduler.submit([f"сообщение {i}"], LONG) for i in range(6)]
-        ends = []
+        jobs = [future.job for future in futures]
+
+        def done(_future) -> None:
+            with lock:
+                if not started_at_first_end:
+                    started_at_first_end.append(sum(job.started is not None for job in jobs))
+
+        for future in futures:
+            future.add_done_callback(done)
+        clock.advance(1.0)  # the burst is over: no job joined for longer than batch_wait_s
         for future in futures:
             future.result(timeout=120)
-            ends.append(time.monotonic())
-        jobs = [future.job for future in futures]
     finally:
         scheduler.stop()
-    # Every job had started before the first one finished: they overlapped (batched over 2 lanes).
-    assert max(job.started for job in jobs) < min(ends)
     assert sorted(job.batch_size for job in jobs) == [3] * 6  # 6 jobs spread evenly over 2 free lanes
+    # Every job had started before the first one finished: they overlapped (batched over 2 lanes).
+    assert started_at_first_end == [6]
 
 
 def test_lanes_that_share_the_cores_fill_one_lane_first(two_lane_generator: Generator):
     """spread=False (each lane may use every core): a burst is one batch while it fits, so the
     second lane stays free; past max_batch the rest waits for that lane rather than share the
     cores beside it (the second lane is for interactive jobs overtaking bulk ones)."""
-    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=4, batch_wait_s=0.05, spread=False)
-    done_at: dict[int, float] = {}
+    clock = ManualClock()
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=4, batch_wait_s=0.05, spread=False, clock=clock)
+    lock = threading.Lock()
+    started_when_first_batch_ended: list[int] = []
     try:
         six = [scheduler.submit([f"сообщение {i}"], LONG) for i in range(6)]
-        for i, future in enumerate(six):
-            future.add_done_callback(lambda _f, i=i: done_at.setdefault(i, time.monotonic()))
+        jobs = [f.job for f in six]
+
+        def done(future) -> None:
+            if future.job.batch_size == 4:
+                with lock:
+                    started_when_first_batch_ended.append(sum(job.started is not None for job in jobs))
+
+        for future in six:
+            future.add_done_callback(done)
+        clock.advance(1.0)
         [f.result(timeout=120) for f in six]
         three = [scheduler.submit([f"ещё {i}"], LONG) for i in range(3)]
+        clock.advance(1.0)
         [f.result(timeout=120) for f in three]
     finally:
         scheduler.stop()
     assert sorted(f.job.batch_size for f in six) == [2, 2, 4, 4, 4, 4]
-    first_batch = [i for i, f in enumerate(six) if f.job.batch_size == 4]
-    second_start = min(f.job.started for f in six if f.job.batch_size == 2)
-    assert second_start >= max(done_at[i] for i in first_batch)  # after the first batch, not beside it
+    # As each job of the first batch finished, only that batch had started: the second one ran
+    # after it, not beside it.
+    assert started_when_first_batch_ended == [4, 4, 4, 4]
     assert [f.job.batch_size for f in three] == [3, 3, 3]
 
 
 def test_a_burst_arriving_over_longer_than_the_wait_is_still_one_batch(two_lane_generator: Generator):
     """Jobs keep joining while each arrives within batch_wait_s of the previous one, even when the
     whole burst takes longer than batch_wait_s (bounded by batch_max_wait_s)."""
-    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.5, batch_max_wait_s=5.0, spread=False)
+    clock = ManualClock()
+    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.5, batch_max_wait_s=5.0,
+                          spread=False, clock=clock)
     try:
         futures = []
         for i in range(5):
             futures.append(scheduler.submit([f"волна {i}"], LONG))
-            time.sleep(0.15)  # pacing the burst (5 jobs over 0.6 s), not waiting for a result
+            clock.advance(0.15)  # 5 jobs 0.15 s apart: 0.6 s in all, longer than batch_wait_s
+        clock.advance(1.0)  # then nothing for longer than batch_wait_s
         [f.result(timeout=120) for f in futures]
     finally:
         scheduler.stop()

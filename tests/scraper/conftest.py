@@ -1,16 +1,15 @@
 """Fixtures of the scraper tests: a fresh migrated database per test (cloned from a template made
-once per session on the local Postgres), a local 2ch stand-in, the recorded 2ch JSON (tests that
+once per session on the session's Postgres, tests/servers.py), a local 2ch stand-in, the recorded 2ch JSON (tests that
 need it skip when ../shared/data/2ch is absent), and a client configuration without pauses.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 from sqlalchemy import Engine
 
@@ -18,9 +17,9 @@ from services.scraper.client import DvachClient
 from services.scraper.config import ScraperConfig
 from services.scraper.crawler import Crawler, RunReport
 from shared.db import make_engine, migrate
+from tests import servers
 from tests.scraper.dvach_server import DvachServer
 
-PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RECORDED_DIR = Path(os.environ.get("DVACH_RECORDED_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "2ch"))
 
 # The recorded full threads, by board (see ../shared/data/SOURCES.md).
@@ -32,15 +31,6 @@ MOBI_SNAPSHOT_2 = "imageboard10_mobi_thread_2.json"
 PO_THREADS_LISTING = "imageboard10_threads.json"
 
 
-def _admin(sql: str) -> None:
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(sql)
-
-
-def _url(name: str) -> str:
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture(scope="session")
 def recorded_dir() -> Path:
     if not (RECORDED_DIR / PO_THREADS[0]).exists():
@@ -49,24 +39,20 @@ def recorded_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def template_db() -> Iterator[str]:
-    """A migrated database that each test's database is cloned from (cloning is fast)."""
-    name = f"dvach_scraper_tmpl_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    migrate(_url(name))
-    yield name
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A migrated database that each test's database is cloned from (cloning is fast); its name."""
+    url = servers.create_database("dvach_scraper_tmpl")
+    migrate(url)
+    yield urlsplit(url).path.lstrip("/")
+    servers.drop_database(url)
 
 
 def clone_database(template: str) -> str:
     """A fresh database with the template's (migrated) schema; returns its URL."""
-    name = f"dvach_scraper_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    return _url(name)
+    return servers.create_database("dvach_scraper", template=template)
 
 
-def drop_database(url: str) -> None:
-    _admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+drop_database = servers.drop_database
 
 
 @pytest.fixture

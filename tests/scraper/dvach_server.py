@@ -10,8 +10,9 @@ Switches: `fail(path, *faults)` queues faults for the next requests of a path (a
 "500" or "403"; "429" comes with Retry-After: 0; "truncate": a 200 whose JSON stops halfway;
 "cut": the connection closes mid-body); `etags`
 turns ETag / 304 support on or off; `on_request(path)` runs in the handler before it answers
-(e.g. to stop a database in the middle of a crawl). Every request is logged with its headers,
-and the most requests ever in flight at once is kept.
+(e.g. to stop a database in the middle of a crawl). Every request is logged with its headers and
+its arrival time on `clock` (`time.monotonic` unless a test gives its own), and the most requests
+ever in flight at once is kept; `wait_for_requests(n)` returns once n requests have arrived.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ class DvachServer:
         self.etags = True
         self.on_request: Callable[[str], None] | None = None
         self.requests: list[tuple[str, dict[str, str]]] = []
-        self.arrivals: list[float] = []  # time.monotonic() of each request
+        self.clock: Callable[[], float] = time.monotonic
+        self.arrivals: list[float] = []  # self.clock() when each request arrived
         self.max_in_flight = 0
         self._in_flight = 0
         self._faults: dict[str, deque[str]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)
         self._httpd: ThreadingHTTPServer | None = None
 
     # --- content ----------------------------------------------------------------------------
@@ -94,6 +97,12 @@ class DvachServer:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def wait_for_requests(self, count: int, timeout: float) -> None:
+        """Return once `count` requests have arrived in all (raise TimeoutError after `timeout`)."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: len(self.requests) >= count, timeout):
+                raise TimeoutError(f"{len(self.requests)} of {count} requests arrived in {timeout} s")
 
     def paths_requested(self, pattern: str = "") -> list[str]:
         with self._lock:
@@ -155,7 +164,8 @@ class DvachServer:
                 path = self.path.split("?", 1)[0]
                 with server._lock:
                     server.requests.append((path, dict(self.headers)))
-                    server.arrivals.append(time.monotonic())
+                    server.arrivals.append(server.clock())
+                    server._arrived.notify_all()
                     server._in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server._in_flight)
                     fault = server._faults[path].popleft() if server._faults[path] else None

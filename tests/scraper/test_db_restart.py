@@ -31,14 +31,14 @@ def rows(engine, sql: str) -> list:
         return conn.execute(text(sql)).all()
 
 
-async def test_postgres_stopped_mid_run_then_the_next_run_completes(tmp_path, dvach, recorded_dir, new_database):
+async def test_postgres_stopped_mid_run_then_the_next_run_completes(private_postgres_dir, dvach, recorded_dir, new_database):
     expected = {}
     for board, name in [("po", n) for n in PO_THREADS] + [("mobi", MOBI_SNAPSHOT_2)]:
         num = dvach.serve_thread(board, recorded_dir / name)
         expected[num] = len(json.loads((recorded_dir / name).read_bytes())["threads"][0]["posts"])
     config = make_config(dvach, boards=("po", "mobi"), concurrency=2)
 
-    pg = EmbeddedPostgres(tmp_path / "pg", database="scraper").start()
+    pg = EmbeddedPostgres(private_postgres_dir / "pg", database="scraper").start()
     engine = None
     try:
         url = pg.url

@@ -104,13 +104,3 @@ async def test_other_statuses_are_not_retried_and_a_dead_listing_fails_the_run(e
     report = await crawl(engine, make_config(dvach, boards=("po",), max_retries=3))
     assert report.status == "finished" and report.counts.threads_failed == 1 and "HTTP 403" in report.errors[0]
     assert len(dvach.paths_requested(f"/po/res/{GOOD}.json")) == 1
-
-
-async def test_requests_are_paced(engine, dvach, recorded_dir):
-    for name in PO_THREADS:
-        dvach.serve_thread("po", recorded_dir / name)
-    delay = 0.1
-    report = await crawl(engine, make_config(dvach, boards=("po",), delay_s=delay, concurrency=4))
-    assert report.counts.threads_fetched == 4
-    gaps = [b - a for a, b in zip(dvach.arrivals, dvach.arrivals[1:])]
-    assert len(gaps) == 4 and min(gaps) >= delay * 0.8

@@ -25,7 +25,7 @@ TRAINER_REDIS_DB = 7
 
 
 @pytest.fixture(scope="module")
-def trainer_database_url() -> Iterator[str]:
+def trainer_database_url(pg_admin_url: str) -> Iterator[str]:
     url = create_database()
     migrate(url)
     yield url

@@ -135,17 +135,21 @@ def _learning_rate(step: int, total: int) -> float:
 
 
 def _train(model, examples: list[list[int]], *, seed: int, steps: int, pad_id: int, progress: bool) -> list[float]:
-    """Train `model` in place for `steps` steps; returns the loss of every step."""
+    """Train `model` in place for `steps` steps; returns the loss of every step. With `progress`, a
+    bar on a terminal, else a log line every ten seconds and one at the end (shared/progress.py)."""
     import torch
-    from tqdm import tqdm
+
+    from shared.progress import LoggedProgress
 
     rng = random.Random(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=PEAK_LR, betas=(0.9, 0.98), weight_decay=0.01, fused=True)
     batches = _batches(examples, rng, pad_id)
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(steps), desc="demo model", unit="step", disable=not progress)
-    for step in bar:
+    # The loss transformers picks anyway for a causal LM; named, so that it does not warn about it.
+    model.loss_type = "ForCausalLM"
+    bar = LoggedProgress(range(steps), desc="building the demo model", unit="step") if progress else None
+    for step in bar if bar is not None else range(steps):
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, steps)
         input_ids, labels = next(batches)
@@ -155,7 +159,7 @@ def _train(model, examples: list[list[int]], *, seed: int, steps: int, pad_id: i
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         losses.append(loss.item())
-        if step % 10 == 0:
+        if bar is not None and step % 10 == 0:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses
@@ -299,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     # that spinning starves the thread being waited for (steps measured 2-5x slower). libgomp reads
     # this when torch is first imported, which is below.
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    # The build's own bar is the progress; transformers' bar for saving one small file is not needed.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from shared.logging_setup import configure_from_settings
     from shared.settings import get_settings
 
@@ -307,13 +313,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=settings.demo_model_dir, help="target folder")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULT_STEPS})")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--no-samples", action="store_true", help="build only (no sampled replies, no progress bar)")
+    parser.add_argument("--no-samples", action="store_true", help="build only (no sampled replies)")
     args = parser.parse_args(argv)
     configure_from_settings(settings)
-    out = build_demo_model(args.out, seed=args.seed, steps=args.steps, progress=not args.no_samples)
-    print(f"demo model: {out}")
-    if args.no_samples:
+    out = build_demo_model(args.out, seed=args.seed, steps=args.steps)
+    if args.no_samples:  # a worker building it: the log line above says where it is
         return
+    print(f"demo model: {out}")
     for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out)):
         print(f"> {message}\n< {reply}")
 
