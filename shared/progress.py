@@ -22,7 +22,7 @@ class LoggedProgress(tqdm):
     log_every_s = 10.0
 
     def __init__(self, *args, **kwargs):
-        self._to_log = not sys.stderr.isatty()
+        self._to_log = not sys.stderr.isatty() and not kwargs.get("disable")
         if self._to_log:
             kwargs["disable"] = False  # tqdm still counts; it just never draws
             kwargs["file"] = _Discard()

@@ -42,9 +42,9 @@ class Settings(BaseSettings):
     inference_backend: Literal["auto", "transformers", "onnxruntime", "ctranslate2"] = Field(
         default="auto", description="`auto` picks the first that loads of onnxruntime (int8), ctranslate2 (int8), transformers."
     )
-    demo_model_dir: Path = Field(
-        default=REPO_ROOT / "var" / "demo-model",
-        description="Where the bundled demo model is built; the fallback when the hub is unreachable.",
+    demo_model_dir: Path | None = Field(
+        default=None,  # filled from DATA_DIR by the validator below
+        description="Where the bundled demo model is built (the fallback when the hub is unreachable); unset: DATA_DIR/demo-model.",
     )
     torch_threads: int = Field(
         default=0, ge=0, description="Intra-op threads per worker process; 0 = the cores the process may use."
@@ -241,6 +241,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _limits_are_consistent(self) -> "Settings":
+        if self.demo_model_dir is None:
+            self.demo_model_dir = self.data_dir / "demo-model"
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
             raise ValueError("TASK_SOFT_TIME_LIMIT_S must be smaller than TASK_TIME_LIMIT_S")
         return self

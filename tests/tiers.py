@@ -22,7 +22,8 @@ HEAVY = frozenset({
     # service processes (Celery workers, the gateway, the bot)
     "Worker", "Gateway", "ServiceProcess", "start_worker", "start_gateway", "start_bot",
     # model builds and conversions
-    "make_tiny_gpt2", "make_tiny_classifier", "train_briefly", "build_demo_model", "ensure_demo_model",
+    "make_tiny_gpt2", "make_hub_layout_gpt2", "make_tiny_classifier", "train_briefly", "build_demo_model",
+    "ensure_demo_model",
     "ensure_converted",
 })
 
