@@ -71,22 +71,46 @@ def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bot-latency-"))
     stack = Stack(Settings(data_dir=tmp / "data"))
     stack.start_servers()
-    base_env = {**stack.env, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1",
-                "PYTHONUNBUFFERED": "1", "DATA_DIR": str(tmp / "data")}
-    worker = Worker("bench@botlatency", {**base_env, "MODEL_NAME_OR_PATH": model,
-                                         "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
-                                         "WORKER_METRICS_PORT": str(free_port())}, tmp)
+    base_env = {
+        **stack.env,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "DATA_DIR": str(tmp / "data"),
+    }
+    worker = Worker(
+        "bench@botlatency",
+        {
+            **base_env,
+            "MODEL_NAME_OR_PATH": model,
+            "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
+            "WORKER_METRICS_PORT": str(free_port()),
+        },
+        tmp,
+    )
     bot_id, token = make_token()
     telegram = FakeTelegram(token=token, bot_id=bot_id).start()
     metrics_port = free_port()
-    bot = ServiceProcess("bot", [sys.executable, "-m", "services.bot"], {
-        **base_env, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_URL": telegram.url,
-        "BOT_METRICS_HOST": "127.0.0.1", "BOT_METRICS_PORT": str(metrics_port)}, tmp)
+    bot = ServiceProcess(
+        "bot",
+        [sys.executable, "-m", "services.bot"],
+        {
+            **base_env,
+            "TELEGRAM_BOT_TOKEN": token,
+            "TELEGRAM_API_URL": telegram.url,
+            "BOT_METRICS_HOST": "127.0.0.1",
+            "BOT_METRICS_PORT": str(metrics_port),
+        },
+        tmp,
+    )
     try:
         worker.start()
         worker.wait_ready(timeout=900)
         bot.start()
-        telegram.wait_for(lambda calls: any(c.method == "getUpdates" for c in calls), timeout=120, what="the bot polling")
+        telegram.wait_for(
+            lambda calls: any(c.method == "getUpdates" for c in calls), timeout=120, what="the bot polling"
+        )
 
         def mention(i: int) -> tuple[dict, float]:
             group = telegram.group(title=f"bench {i}")
@@ -114,9 +138,14 @@ def run(args) -> dict:
         count, total = bot_histogram(f"http://127.0.0.1:{metrics_port}/metrics")
         replies = [c for c in telegram.sent() if c.text]
         return {
-            "n": args.n, "at_once": args.at_once, "model": model, "latencies_ms": latencies, "wall_s": wall,
+            "n": args.n,
+            "at_once": args.at_once,
+            "model": model,
+            "latencies_ms": latencies,
+            "wall_s": wall,
             "bot_mean_ms": (total - warm_sum) / max(1.0, count - warm_count) * 1000,
-            "replies": len(replies), "example": replies[-1].text if replies else "",
+            "replies": len(replies),
+            "example": replies[-1].text if replies else "",
         }
     finally:
         bot.stop()
@@ -135,10 +164,14 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     result = run(args)
     lat = result["latencies_ms"]
-    print(f"model {result['model']}; {result['n']} mentions, {result['at_once']} at a time, "
-          f"each in its own group; {result['replies']} replies sent (incl. warm-up)")
-    print(f"update -> reply  median {statistics.median(lat):.0f} ms  p95 {percentile(lat, 0.95):.0f} ms  "
-          f"min {min(lat):.0f} ms  max {max(lat):.0f} ms")
+    print(
+        f"model {result['model']}; {result['n']} mentions, {result['at_once']} at a time, "
+        f"each in its own group; {result['replies']} replies sent (incl. warm-up)"
+    )
+    print(
+        f"update -> reply  median {statistics.median(lat):.0f} ms  p95 {percentile(lat, 0.95):.0f} ms  "
+        f"min {min(lat):.0f} ms  max {max(lat):.0f} ms"
+    )
     print(f"the bot's own histogram (update handled -> reply sent) mean {result['bot_mean_ms']:.0f} ms")
     print(f"throughput {result['n'] / result['wall_s']:.1f} replies/s; last reply: {result['example']!r}")
 

@@ -34,14 +34,21 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"{model} is missing: run `python -m bench.inference --size {args.size}` once first")
     vocabulary = json.loads((model / "vocabulary.json").read_text())
     prompt = [vocabulary[i] for i in range(100, 148)]  # 48 tokens
-    options = dict(max_length=args.new_tokens, min_length=args.new_tokens, include_prompt_in_result=False,
-                   sampling_topk=PARAMS["top_k"], sampling_topp=PARAMS["top_p"],
-                   sampling_temperature=PARAMS["temperature"], repetition_penalty=PARAMS["repetition_penalty"])
+    options = dict(
+        max_length=args.new_tokens,
+        min_length=args.new_tokens,
+        include_prompt_in_result=False,
+        sampling_topk=PARAMS["top_k"],
+        sampling_topp=PARAMS["top_p"],
+        sampling_temperature=PARAMS["temperature"],
+        repetition_penalty=PARAMS["repetition_penalty"],
+    )
     print("| lanes x threads | 1 request | 8 at once, one batch on one lane | 8 at once, split over the lanes |")
     print("|---|---|---|---|")
     for lanes, threads in LAYOUTS:
-        generator = ctranslate2.Generator(str(model), device="cpu", compute_type="int8",
-                                          inter_threads=lanes, intra_threads=threads)
+        generator = ctranslate2.Generator(
+            str(model), device="cpu", compute_type="int8", inter_threads=lanes, intra_threads=threads
+        )
         generator.generate_batch([prompt], **options)  # warm-up
         single, one_lane, split = [], [], []
         for _ in range(args.repeats):
@@ -52,13 +59,18 @@ def main(argv: list[str] | None = None) -> None:
             generator.generate_batch([prompt] * 8, **options)
             one_lane.append(8 * args.new_tokens / (time.perf_counter() - started))
             started = time.perf_counter()
-            pending = [generator.generate_batch([prompt] * (8 // lanes), asynchronous=True, **options) for _ in range(lanes)]
+            pending = [
+                generator.generate_batch([prompt] * (8 // lanes), asynchronous=True, **options) for _ in range(lanes)
+            ]
             for results in pending:
                 for result in results:
                     result.result()
             split.append(8 * args.new_tokens / (time.perf_counter() - started))
-        print(f"| {lanes} x {threads} | {statistics.median(single):.2f} s | {statistics.median(one_lane):.0f} tokens/s "
-              f"| {statistics.median(split):.0f} tokens/s |", flush=True)
+        print(
+            f"| {lanes} x {threads} | {statistics.median(single):.2f} s | {statistics.median(one_lane):.0f} tokens/s "
+            f"| {statistics.median(split):.0f} tokens/s |",
+            flush=True,
+        )
         del generator
 
 

@@ -70,7 +70,7 @@ def bench_dialog(encode, eos: str, prompt_tokens: int) -> list[str]:
     """A one-turn dialog whose prompt (shared/prompt.py format) is exactly `prompt_tokens` long."""
     from shared.prompt import build_prompt
 
-    words = "анон скинь кота двач не торт сажа бамп пруфы где".split()
+    words = ["анон", "скинь", "кота", "двач", "не", "торт", "сажа", "бамп", "пруфы", "где"]
     text = ""
     for i in range(10_000):
         candidate = (text + " " + words[i % len(words)]).strip()
@@ -85,6 +85,7 @@ def bench_dialog(encode, eos: str, prompt_tokens: int) -> list[str]:
 
 # --- children: one way each, in its own process --------------------------------------------------
 
+
 def child_seed(args) -> dict:
     """transformers float32 generate, as the seed served the model."""
     import torch
@@ -95,16 +96,24 @@ def child_seed(args) -> dict:
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
     from shared.prompt import build_prompt
 
-    dialog = bench_dialog(lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens)
+    dialog = bench_dialog(
+        lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
+    )
     prompt = tokenizer.encode(build_prompt(dialog, lambda t: len(tokenizer.encode(t)), tokenizer.eos_token, "2"))
 
     def generate(batch: int) -> tuple[float, int]:
         ids = torch.tensor([prompt] * batch)
         started = time.perf_counter()
         with torch.inference_mode():
-            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
-                                 max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
-                                 pad_token_id=tokenizer.eos_token_id, **PARAMS)
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=True,
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                pad_token_id=tokenizer.eos_token_id,
+                **PARAMS,
+            )
         return time.perf_counter() - started, (out.shape[1] - ids.shape[1]) * batch
 
     generate(1)  # warm-up
@@ -112,20 +121,22 @@ def child_seed(args) -> dict:
     single = [generate(1) for _ in range(args.rounds)]
     batched = [generate(args.requests) for _ in range(max(1, args.rounds // 3))]
     return {
-        "single_s": [s for s, _ in single], "single_tokens": sum(n for _, n in single),
-        "batch_s": [s for s, _ in batched], "batch_tokens": sum(n for _, n in batched),
-        "rss_warm_mb": rss_warm, "peak_mb": peak_rss_mb(),
+        "single_s": [s for s, _ in single],
+        "single_tokens": sum(n for _, n in single),
+        "batch_s": [s for s, _ in batched],
+        "batch_tokens": sum(n for _, n in batched),
+        "rss_warm_mb": rss_warm,
+        "peak_mb": peak_rss_mb(),
     }
 
 
 def child_worker(args) -> dict:
     """The worker's own path: backend + Generator + Scheduler, configured by the settings."""
-    from shared.schemas import GenerationParams
-    from shared.settings import Settings
-
     from services.inference_worker.backends import load_backend
     from services.inference_worker.generation import Generator
     from services.inference_worker.runtime import backend_options, make_scheduler
+    from shared.schemas import GenerationParams
+    from shared.settings import Settings
 
     settings = Settings(redis_url="redis://unused")
     backend = load_backend(args.backend, Path(args.model), backend_options(settings))
@@ -153,17 +164,39 @@ def child_worker(args) -> dict:
         per_reply += [end - started for end in done]
         walls.append(max(done) - started)
     return {
-        "backend": backend.name, "lanes": backend.lanes, "threads_per_lane": getattr(backend, "threads_per_lane", None),
-        "single_s": single, "single_tokens": single_tokens,
-        "conc_reply_s": per_reply, "conc_wall_s": walls, "conc_tokens": conc_tokens,
-        "rss_warm_mb": rss_warm, "peak_mb": peak_rss_mb(),
+        "backend": backend.name,
+        "lanes": backend.lanes,
+        "threads_per_lane": getattr(backend, "threads_per_lane", None),
+        "single_s": single,
+        "single_tokens": single_tokens,
+        "conc_reply_s": per_reply,
+        "conc_wall_s": walls,
+        "conc_tokens": conc_tokens,
+        "rss_warm_mb": rss_warm,
+        "peak_mb": peak_rss_mb(),
     }
 
 
 def run_child(kind: str, args, extra_env: dict | None = None) -> dict:
-    cmd = [sys.executable, "-m", "bench.inference", "--child", kind, "--model", str(args.model),
-           "--requests", str(args.requests), "--new-tokens", str(args.new_tokens),
-           "--prompt-tokens", str(args.prompt_tokens), "--rounds", str(args.rounds), "--backend", args.backend]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.inference",
+        "--child",
+        kind,
+        "--model",
+        str(args.model),
+        "--requests",
+        str(args.requests),
+        "--new-tokens",
+        str(args.new_tokens),
+        "--prompt-tokens",
+        str(args.prompt_tokens),
+        "--rounds",
+        str(args.rounds),
+        "--backend",
+        args.backend,
+    ]
     print(f"  measuring {kind} ...", flush=True)
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(extra_env or {})})
     if done.returncode != 0:
@@ -172,6 +205,7 @@ def run_child(kind: str, args, extra_env: dict | None = None) -> dict:
 
 
 # --- the whole queue: Redis + worker process + gateway ---------------------------------------------
+
 
 def measure_queue(args) -> dict:
     import httpx
@@ -185,9 +219,18 @@ def measure_queue(args) -> dict:
     print("  measuring the queue (Redis + worker + gateway) ...", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     redis = RedisServer(tmp / "redis").start()
-    env = {"REDIS_URL": redis.url, "MODEL_NAME_OR_PATH": str(args.model), "INFERENCE_BACKEND": args.backend,
-           "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1", "REPLY_TIMEOUT_S": "600",
-           "TASK_SOFT_TIME_LIMIT_S": "590", "TASK_TIME_LIMIT_S": "600", "WORKER_METRICS_PORT": str(free_port())}
+    env = {
+        "REDIS_URL": redis.url,
+        "MODEL_NAME_OR_PATH": str(args.model),
+        "INFERENCE_BACKEND": args.backend,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "REPLY_TIMEOUT_S": "600",
+        "TASK_SOFT_TIME_LIMIT_S": "590",
+        "TASK_TIME_LIMIT_S": "600",
+        "WORKER_METRICS_PORT": str(free_port()),
+    }
     env.pop("DATABASE_URL", None)
     worker = Worker("bench@local", {**env, "LOG_LEVEL": "INFO"}, tmp)
     gateway = Gateway(free_port(), env, tmp)
@@ -204,7 +247,9 @@ def measure_queue(args) -> dict:
             from transformers import AutoTokenizer  # only to build the same 48-token dialog
 
             tokenizer = AutoTokenizer.from_pretrained(args.model)
-            dialog = bench_dialog(lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens)
+            dialog = bench_dialog(
+                lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
+            )
             params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
             await client.generate(dialog, params, timeout_s=600)  # warm-up
             overhead, single = [], []
@@ -260,8 +305,14 @@ def measure_queue(args) -> dict:
                     sizes.append(json.loads(line)["size"])
                 except (ValueError, KeyError):
                     pass
-        result.update(gw_single_s=single, gw_conc_reply_s=per_reply, gw_conc_wall_s=walls, gw_conc_tokens=tokens,
-                      worker_rss_mb=rss_mb(worker.pid), batch_sizes=sizes)
+        result.update(
+            gw_single_s=single,
+            gw_conc_reply_s=per_reply,
+            gw_conc_wall_s=walls,
+            gw_conc_tokens=tokens,
+            worker_rss_mb=rss_mb(worker.pid),
+            batch_sizes=sizes,
+        )
     finally:
         gateway.stop()
         worker.stop()
@@ -270,6 +321,7 @@ def measure_queue(args) -> dict:
 
 
 # --- the table -----------------------------------------------------------------------------------
+
 
 def table(args, seed: dict, ours: dict, queue: dict | None) -> str:
     n, new = args.requests, args.new_tokens
@@ -281,20 +333,56 @@ def table(args, seed: dict, ours: dict, queue: dict | None) -> str:
     our_c_tps = ours["conc_tokens"] / sum(ours["conc_wall_s"])
     rows = [
         ("seed: transformers fp32 generate", "1", seed_1_tps, seed["single_s"], seed["peak_mb"], 1.0, 1.0),
-        (f"seed: transformers fp32 generate, batch {n}", str(n), seed_b_tps, seed["batch_s"], seed["peak_mb"], None, 1.0),
-        (f"worker path: {ours['backend']} ({ours['lanes']} lanes x {ours['threads_per_lane']} threads)", "1",
-         our_1_tps, ours["single_s"], ours["peak_mb"], seed_1_p50 / our_1_p50, our_1_tps / seed_b_tps),
-        (f"worker path: {ours['backend']}, {n} at once", str(n), our_c_tps, ours["conc_reply_s"], ours["peak_mb"],
-         None, our_c_tps / seed_b_tps),
+        (
+            f"seed: transformers fp32 generate, batch {n}",
+            str(n),
+            seed_b_tps,
+            seed["batch_s"],
+            seed["peak_mb"],
+            None,
+            1.0,
+        ),
+        (
+            f"worker path: {ours['backend']} ({ours['lanes']} lanes x {ours['threads_per_lane']} threads)",
+            "1",
+            our_1_tps,
+            ours["single_s"],
+            ours["peak_mb"],
+            seed_1_p50 / our_1_p50,
+            our_1_tps / seed_b_tps,
+        ),
+        (
+            f"worker path: {ours['backend']}, {n} at once",
+            str(n),
+            our_c_tps,
+            ours["conc_reply_s"],
+            ours["peak_mb"],
+            None,
+            our_c_tps / seed_b_tps,
+        ),
     ]
     if queue:
         gw_1_tps = new / statistics.mean(queue["gw_single_s"])
         gw_c_tps = queue["gw_conc_tokens"] / sum(queue["gw_conc_wall_s"])
         rows += [
-            ("whole queue: gateway -> Redis -> worker", "1", gw_1_tps, queue["gw_single_s"], queue["worker_rss_mb"],
-             seed_1_p50 / statistics.median(queue["gw_single_s"]), gw_1_tps / seed_b_tps),
-            (f"whole queue: gateway -> Redis -> worker, {n} at once", str(n), gw_c_tps, queue["gw_conc_reply_s"],
-             queue["worker_rss_mb"], None, gw_c_tps / seed_b_tps),
+            (
+                "whole queue: gateway -> Redis -> worker",
+                "1",
+                gw_1_tps,
+                queue["gw_single_s"],
+                queue["worker_rss_mb"],
+                seed_1_p50 / statistics.median(queue["gw_single_s"]),
+                gw_1_tps / seed_b_tps,
+            ),
+            (
+                f"whole queue: gateway -> Redis -> worker, {n} at once",
+                str(n),
+                gw_c_tps,
+                queue["gw_conc_reply_s"],
+                queue["worker_rss_mb"],
+                None,
+                gw_c_tps / seed_b_tps,
+            ),
         ]
     lines = [
         f"model: random GPT-2 {args.size} ({args.model}); prompt {args.prompt_tokens} tokens, {new} new tokens; "
@@ -311,18 +399,26 @@ def table(args, seed: dict, ours: dict, queue: dict | None) -> str:
         )
     lines.append("")
     lines.append("targets (issue 5), as ratios to the seed's way in this run:")
-    lines.append(f"- one request, time per reply >= 3x shorter: {seed_1_p50 / our_1_p50:.2f}x "
-                 f"({'met' if seed_1_p50 / our_1_p50 >= 3 else 'NOT met'})")
-    lines.append(f"- {n} at once, tokens/s >= 4.5x the seed's batch-{n}: {our_c_tps / seed_b_tps:.2f}x "
-                 f"({'met' if our_c_tps / seed_b_tps >= 4.5 else 'NOT met'})")
-    lines.append(f"- worker resident memory after warm-up <= 0.9 GB: {ours['rss_warm_mb'] / 1000:.2f} GB "
-                 f"(worker path), seed's way {seed['rss_warm_mb'] / 1000:.2f} GB"
-                 + (f", Celery worker process {queue['worker_rss_mb'] / 1000:.2f} GB" if queue else "")
-                 + f" ({'met' if ours['rss_warm_mb'] <= 900 and (not queue or queue['worker_rss_mb'] <= 900) else 'NOT met'})")
+    lines.append(
+        f"- one request, time per reply >= 3x shorter: {seed_1_p50 / our_1_p50:.2f}x "
+        f"({'met' if seed_1_p50 / our_1_p50 >= 3 else 'NOT met'})"
+    )
+    lines.append(
+        f"- {n} at once, tokens/s >= 4.5x the seed's batch-{n}: {our_c_tps / seed_b_tps:.2f}x "
+        f"({'met' if our_c_tps / seed_b_tps >= 4.5 else 'NOT met'})"
+    )
+    lines.append(
+        f"- worker resident memory after warm-up <= 0.9 GB: {ours['rss_warm_mb'] / 1000:.2f} GB "
+        f"(worker path), seed's way {seed['rss_warm_mb'] / 1000:.2f} GB"
+        + (f", Celery worker process {queue['worker_rss_mb'] / 1000:.2f} GB" if queue else "")
+        + f" ({'met' if ours['rss_warm_mb'] <= 900 and (not queue or queue['worker_rss_mb'] <= 900) else 'NOT met'})"
+    )
     if queue:
         p50 = statistics.median(queue["overhead_ms"])
-        lines.append(f"- queue overhead per job (client round trip minus the worker's generate_ms) p50 <= 15 ms: "
-                     f"{p50:.1f} ms, p95 {percentile(queue['overhead_ms'], 0.95):.1f} ms ({'met' if p50 <= 15 else 'NOT met'})")
+        lines.append(
+            f"- queue overhead per job (client round trip minus the worker's generate_ms) p50 <= 15 ms: "
+            f"{p50:.1f} ms, p95 {percentile(queue['overhead_ms'], 0.95):.1f} ms ({'met' if p50 <= 15 else 'NOT met'})"
+        )
     if queue and queue.get("batch_sizes"):
         lines.append(f"- batches the worker ran through the queue (sizes, in order): {queue['batch_sizes']}")
     return "\n".join(lines)
@@ -335,8 +431,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=6, help="single requests per way (p50/p95 over them)")
-    parser.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "ctranslate2", "transformers"],
-                        help="the worker's INFERENCE_BACKEND (auto: onnxruntime when it loads)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "onnxruntime", "ctranslate2", "transformers"],
+        help="the worker's INFERENCE_BACKEND (auto: onnxruntime when it loads)",
+    )
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--skip-queue", action="store_true", help="leave out Redis + worker + gateway")
     parser.add_argument("--child", choices=["seed", "worker"], help=argparse.SUPPRESS)
@@ -365,9 +465,11 @@ def main() -> None:
     queue = None if args.skip_queue else measure_queue(args)
     print()
     print(table(args, seed, ours, queue))
-    print(f"\n(took {time.perf_counter() - started:.0f} s; command: python -m bench.inference "
-          f"--size {args.size} --requests {args.requests} --new-tokens {args.new_tokens} --rounds {args.rounds}"
-          f"{'' if args.backend == 'auto' else ' --backend ' + args.backend})")
+    print(
+        f"\n(took {time.perf_counter() - started:.0f} s; command: python -m bench.inference "
+        f"--size {args.size} --requests {args.requests} --new-tokens {args.new_tokens} --rounds {args.rounds}"
+        f"{'' if args.backend == 'auto' else ' --backend ' + args.backend})"
+    )
 
 
 if __name__ == "__main__":

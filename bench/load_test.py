@@ -102,7 +102,7 @@ class PeakRss:
             if self._stop.wait(self.every_s):
                 return
 
-    def __enter__(self) -> "PeakRss":
+    def __enter__(self) -> PeakRss:
         self._thread.start()
         return self
 
@@ -244,7 +244,9 @@ def run(args) -> list[dict]:
         gateway.wait_ready()
         for count in args.workers:
             workers = [
-                Worker(f"load{i}-{uuid.uuid4().hex[:4]}@loadtest", {**env, "WORKER_METRICS_PORT": str(free_port())}, tmp)
+                Worker(
+                    f"load{i}-{uuid.uuid4().hex[:4]}@loadtest", {**env, "WORKER_METRICS_PORT": str(free_port())}, tmp
+                )
                 for i in range(count)
             ]
             try:
@@ -255,7 +257,9 @@ def run(args) -> list[dict]:
                 print(f"round with {count} worker(s): ready; warming up", flush=True)
                 with httpx.Client(base_url=gateway.base_url, timeout=args.request_timeout + 10) as http:
                     for _ in range(count * 2):
-                        http.post("/v1/replies", json={"dialog": DIALOGS[0], "params": {"max_new_tokens": 4}}).raise_for_status()
+                        http.post(
+                            "/v1/replies", json={"dialog": DIALOGS[0], "params": {"max_new_tokens": 4}}
+                        ).raise_for_status()
                 rnd = Round(workers=count)
                 pids = {"gateway": gateway.pid, **{w.node: w.pid for w in workers}}
                 with PeakRss(pids) as rss:
@@ -276,6 +280,7 @@ def run(args) -> list[dict]:
 
 
 # --- memory of each service (for the Kubernetes requests and limits) --------------------------------
+
 
 def measure_services(args) -> dict:
     """Peak RSS of the gateway, the bot, one scraper crawl and a worker's first start (which
@@ -298,8 +303,15 @@ def measure_services(args) -> dict:
     redis = RedisServer(tmp / "redis").start()
     database = create_database()
     migrate(database)
-    base_env = {"REDIS_URL": redis.url, "DATABASE_URL": database, "LOG_FORMAT": "json", "LOG_LEVEL": "INFO",
-                "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "DATA_DIR": str(tmp / "data")}
+    base_env = {
+        "REDIS_URL": redis.url,
+        "DATABASE_URL": database,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "DATA_DIR": str(tmp / "data"),
+    }
     peaks: dict[str, float] = {}
     try:
         # gateway: start, then 200 reply requests with no worker (each 503 after its timeout) and /metrics.
@@ -310,8 +322,9 @@ def measure_services(args) -> dict:
 
             async def hammer() -> None:
                 async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
-                    await asyncio.gather(*(http.post("/v1/replies", json={"dialog": ["привет"], "timeout_s": 2})
-                                           for _ in range(200)))
+                    await asyncio.gather(
+                        *(http.post("/v1/replies", json={"dialog": ["привет"], "timeout_s": 2}) for _ in range(200))
+                    )
                     await http.get("/metrics")
 
             asyncio.run(hammer())
@@ -321,16 +334,26 @@ def measure_services(args) -> dict:
         # bot: 40 private chats, each answered with the apology (no worker runs).
         bot_id, token = make_token()
         telegram = FakeTelegram(token=token, bot_id=bot_id).start()
-        bot = ServiceProcess("bot", [sys.executable, "-m", "services.bot"], {
-            **base_env, "TELEGRAM_BOT_TOKEN": token, "TELEGRAM_API_URL": telegram.url,
-            "BOT_METRICS_PORT": str(free_port()), "REPLY_TIMEOUT_S": "3"}, tmp)
+        bot = ServiceProcess(
+            "bot",
+            [sys.executable, "-m", "services.bot"],
+            {
+                **base_env,
+                "TELEGRAM_BOT_TOKEN": token,
+                "TELEGRAM_API_URL": telegram.url,
+                "BOT_METRICS_PORT": str(free_port()),
+                "REPLY_TIMEOUT_S": "3",
+            },
+            tmp,
+        )
         bot.start()
         with PeakRss({"bot": bot.pid}) as rss:
             for i in range(40):
                 user = telegram.user(name=f"anon{i}")
                 telegram.send_user_message(telegram.private(user), user, "привет, анон")
-            telegram.wait_for(lambda calls: len([c for c in calls if c.method == "sendMessage"]) >= 40,
-                              timeout=120, what="40 replies")
+            telegram.wait_for(
+                lambda calls: len([c for c in calls if c.method == "sendMessage"]) >= 40, timeout=120, what="40 replies"
+            )
         peaks["bot"] = rss.peak["bot"]
         bot.stop()
         telegram.stop()
@@ -339,9 +362,18 @@ def measure_services(args) -> dict:
         dvach = DvachServer().start()
         for name in PO_THREADS:
             dvach.serve_thread("po", RECORDED_DIR / name)
-        scraper = ServiceProcess("scraper", [sys.executable, "-m", "services.scraper", "crawl", "--once", "--no-progress"], {
-            **base_env, "DVACH_BASE_URL": dvach.url, "SCRAPER_BOARDS": "po", "SCRAPER_MIN_REPLIES": "0",
-            "SCRAPER_DELAY_S": "0"}, tmp)
+        scraper = ServiceProcess(
+            "scraper",
+            [sys.executable, "-m", "services.scraper", "crawl", "--once", "--no-progress"],
+            {
+                **base_env,
+                "DVACH_BASE_URL": dvach.url,
+                "SCRAPER_BOARDS": "po",
+                "SCRAPER_MIN_REPLIES": "0",
+                "SCRAPER_DELAY_S": "0",
+            },
+            tmp,
+        )
         scraper.start()
         with PeakRss({"scraper": scraper.pid}) as rss:
             scraper.process.wait(300)
@@ -352,10 +384,18 @@ def measure_services(args) -> dict:
         # worker: first start with an empty conversion cache, then steady state after a few replies.
         if not args.skip_worker:
             model = resolve_model(args, tmp)
-            worker = Worker("memory@loadtest", {
-                **base_env, "MODEL_NAME_OR_PATH": model, "INFERENCE_BACKEND": args.backend,
-                "INFERENCE_THREADS": str(args.threads_per_worker), "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
-                "WORKER_METRICS_PORT": str(free_port())}, tmp)
+            worker = Worker(
+                "memory@loadtest",
+                {
+                    **base_env,
+                    "MODEL_NAME_OR_PATH": model,
+                    "INFERENCE_BACKEND": args.backend,
+                    "INFERENCE_THREADS": str(args.threads_per_worker),
+                    "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
+                    "WORKER_METRICS_PORT": str(free_port()),
+                },
+                tmp,
+            )
             worker.start()
             with PeakRss({"worker": worker.pid}) as rss:
                 worker.wait_ready(timeout=args.start_timeout)
@@ -367,9 +407,19 @@ def measure_services(args) -> dict:
 
                 async def replies() -> None:
                     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=600) as http:
-                        for response in await asyncio.gather(*(http.post("/v1/replies", json={
-                                "dialog": DIALOGS[i % len(DIALOGS)], "params": {"max_new_tokens": 32},
-                                "timeout_s": 300}) for i in range(8))):
+                        for response in await asyncio.gather(
+                            *(
+                                http.post(
+                                    "/v1/replies",
+                                    json={
+                                        "dialog": DIALOGS[i % len(DIALOGS)],
+                                        "params": {"max_new_tokens": 32},
+                                        "timeout_s": 300,
+                                    },
+                                )
+                                for i in range(8)
+                            )
+                        ):
                             response.raise_for_status()
 
                 asyncio.run(replies())
@@ -398,8 +448,10 @@ def table(results: list[dict], args) -> str:
         )
     if len(results) >= 2 and results[0]["jobs_per_s"]:
         lines.append("")
-        lines.append(f"scaling {results[0]['workers']} -> {results[-1]['workers']} workers: "
-                     f"x{results[-1]['jobs_per_s'] / results[0]['jobs_per_s']:.2f} jobs/s")
+        lines.append(
+            f"scaling {results[0]['workers']} -> {results[-1]['workers']} workers: "
+            f"x{results[-1]['jobs_per_s'] / results[0]['jobs_per_s']:.2f} jobs/s"
+        )
     return "\n".join(lines)
 
 
@@ -417,8 +469,11 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--time-limit", type=float, default=600.0, help="a round stops sending after this long")
     parser.add_argument("--start-timeout", type=float, default=900.0, help="model load (and conversion) limit")
     parser.add_argument("--json", help="also write the results to this file")
-    parser.add_argument("--services-memory", action="store_true",
-                        help="instead of the load test: peak RSS of gateway, bot, scraper crawl and worker (MiB)")
+    parser.add_argument(
+        "--services-memory",
+        action="store_true",
+        help="instead of the load test: peak RSS of gateway, bot, scraper crawl and worker (MiB)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the run's folder (process logs)")
     parser.add_argument("--skip-worker", action="store_true", help="--services-memory without the worker")
     args = parser.parse_args(argv)

@@ -53,8 +53,12 @@ def build_random_gpt2(size: str, cache_dir: Path, seed: int = 0) -> Path:
 
     tokenizer = byte_level_tokenizer()
     config = GPT2Config(
-        vocab_size=VOCAB_SIZE, n_positions=1024, n_layer=24, bos_token_id=VOCAB_SIZE - 1,
-        eos_token_id=VOCAB_SIZE - 1, **SIZES[size],
+        vocab_size=VOCAB_SIZE,
+        n_positions=1024,
+        n_layer=24,
+        bos_token_id=VOCAB_SIZE - 1,
+        eos_token_id=VOCAB_SIZE - 1,
+        **SIZES[size],
     )
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(config)

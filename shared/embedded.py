@@ -67,14 +67,19 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         args = [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", str(self.data_dir),
-            "--protected-mode", "yes",
-            "--loglevel", "warning",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
         ]
         if self.persist:
             args += ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
@@ -110,7 +115,7 @@ class EmbeddedPostgres:
         self.database = database
         self._server = None
 
-    def start(self) -> "EmbeddedPostgres":
+    def start(self) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # On import, platformdirs warns that XDG_RUNTIME_DIR is unset (root shells, containers)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
+from celery import Celery, states
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from celery import Celery, states
 
 from shared.celery_app import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES, create_celery_app
 from shared.schemas import TASK_NAME, GenerateTask, GenerationParams, GenerationResult
@@ -169,7 +169,9 @@ class GenerationClient:
     def __init__(self, settings: Settings, app: Celery | None = None):
         self.settings = settings
         self.app = app or create_celery_app(settings)
-        self._redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10)
+        self._redis = blocking_redis(
+            settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10
+        )
         self._watcher = _ResultWatcher(self._redis, _text(self.app.backend.task_keyprefix) + "*")
 
     @property
@@ -263,7 +265,7 @@ class GenerationClient:
                     raise JobTimeout(f"no result for job {job_id} within {timeout_s:.1f}s")
                 try:
                     payload = await asyncio.wait_for(queue.get(), timeout=min(remaining, RECHECK_S))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     payload = await self._redis.get(key)  # a publish may have been missed
                 if payload is RESUBSCRIBE:
                     await self._watcher.ensure_reader()

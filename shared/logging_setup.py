@@ -95,6 +95,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json", secrets: list[str]
         access.addFilter(DropPolls())
 
 
-def configure_from_settings(settings) -> None:  # noqa: ANN001 - avoids importing Settings here
+def configure_from_settings(settings) -> None:
     secrets = [s.get_secret_value() for s in (settings.telegram_bot_token, settings.admin_token) if s]
     configure_logging(settings.log_level, settings.log_format, secrets)

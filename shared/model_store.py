@@ -29,7 +29,7 @@ import shutil
 import socket
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ class VersionMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     # Sampling defaults the version is served with (GenerationParams fields); a caller's own values win.
     generation_defaults: dict[str, Any] = field(default_factory=dict)
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
     def data_hash(self) -> str | None:
@@ -126,9 +126,13 @@ class VersionMeta:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2, sort_keys=False)
 
     @classmethod
-    def read(cls, folder: Path) -> "VersionMeta":
+    def read(cls, folder: Path) -> VersionMeta:
         raw = json.loads((Path(folder) / VERSION_FILE).read_text())
-        known = {k: raw[k] for k in ("name", "base_model", "data", "params", "metrics", "generation_defaults", "created_at") if k in raw}
+        known = {
+            k: raw[k]
+            for k in ("name", "base_model", "data", "params", "metrics", "generation_defaults", "created_at")
+            if k in raw
+        }
         return cls(**known)
 
 
@@ -139,7 +143,7 @@ class ModelStore:
         self.root = Path(root)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ModelStore":
+    def from_settings(cls, settings: Settings) -> ModelStore:
         return cls(store_dir(settings))
 
     def path_of(self, name: str) -> Path:
@@ -212,7 +216,7 @@ class ActiveVersion:
         return json.dumps(asdict(self), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> "ActiveVersion":
+    def from_json(cls, raw: str | bytes) -> ActiveVersion:
         data = json.loads(raw)
         return cls(
             name=data["name"],
@@ -223,7 +227,7 @@ class ActiveVersion:
         )
 
     @property
-    def previous(self) -> "ActiveVersion | None":
+    def previous(self) -> ActiveVersion | None:
         if not self.previous_name or self.previous_name == self.name:
             return None
         return ActiveVersion(name=self.previous_name, path=self.previous_path or "", generation=self.generation)
@@ -306,19 +310,25 @@ def activate_version(engine: Engine, redis_client, name: str) -> ActiveVersion:
             if old is not None and old.name == name:
                 previous = (old.previous_name, old.previous_path)
         session.execute(
-            update(ModelVersion).where(ModelVersion.is_active.is_(True), ModelVersion.id != row.id).values(is_active=False)
+            update(ModelVersion)
+            .where(ModelVersion.is_active.is_(True), ModelVersion.id != row.id)
+            .values(is_active=False)
         )
         session.flush()  # the old row leaves the partial unique index before the new one enters it
         row.is_active = True
-        row.activated_at = datetime.now(timezone.utc)
+        row.activated_at = datetime.now(UTC)
         path = row.path
     return announce_active(redis_client, name, path, previous)
 
 
-def announce_active(redis_client, name: str, path: str, previous: tuple[str | None, str | None] = (None, None)) -> ActiveVersion:
+def announce_active(
+    redis_client, name: str, path: str, previous: tuple[str | None, str | None] = (None, None)
+) -> ActiveVersion:
     """Write the Redis key workers poll; each call bumps the generation (a new activation)."""
     generation = int(redis_client.incr(GENERATION_KEY))
-    active = ActiveVersion(name=name, path=path, generation=generation, previous_name=previous[0], previous_path=previous[1])
+    active = ActiveVersion(
+        name=name, path=path, generation=generation, previous_name=previous[0], previous_path=previous[1]
+    )
     redis_client.set(ACTIVE_KEY, active.to_json())
     log.info("model version activated", extra={"version": name, "generation": generation})
     return active
@@ -354,7 +364,7 @@ def record_load_failure(redis_client, name: str, generation: int, error: str) ->
         "generation": generation,
         "worker": f"{socket.gethostname()}:{os.getpid()}",
         "error": error[:500],
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     redis_client.hset(LOAD_FAILURES_KEY, name, json.dumps(value, ensure_ascii=False))
 

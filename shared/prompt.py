@@ -59,7 +59,9 @@ def _segments(dialog_newest_first: Sequence[str], count_tokens: Callable[[str], 
     if not dialog_newest_first:
         raise ValueError("a dialog needs at least one turn")
     turns = list(reversed(dialog_newest_first))
-    return [f"|{speaker}|{length_bucket(count_tokens(text))}|{text}" for speaker, text in zip(speakers(len(turns)), turns)]
+    return [
+        f"|{speaker}|{length_bucket(count_tokens(text))}|{text}" for speaker, text in zip(speakers(len(turns)), turns)
+    ]
 
 
 def _reply_marker(reply: str | None, reply_length: str, count_tokens: Callable[[str], int]) -> str:

@@ -55,7 +55,6 @@ class GenerateTask(BaseModel):
     deadline: float = Field(description="Unix seconds; a job still queued past it is dropped, not generated.")
     enqueued_at: float | None = Field(default=None, description="Unix seconds when the caller enqueued it.")
 
-
     @field_serializer("params")
     def _only_set_params(self, params: GenerationParams) -> dict:
         # Unset fields stay unset on the wire, so that the served model's own defaults apply.

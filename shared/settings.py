@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     # --- model ------------------------------------------------------------------------------
     model_name_or_path: str = Field(default=DEFAULT_MODEL, description="Hub name or local folder of the model.")
     inference_backend: Literal["auto", "transformers", "onnxruntime", "ctranslate2"] = Field(
-        default="auto", description="`auto` picks the first that loads of onnxruntime (int8), ctranslate2 (int8), transformers."
+        default="auto",
+        description="`auto` picks the first that loads of onnxruntime (int8), ctranslate2 (int8), transformers.",
     )
     demo_model_dir: Path | None = Field(
         default=None,  # filled from DATA_DIR by the validator below
@@ -73,7 +74,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(default=9101, ge=0, description="Worker's /metrics port (0: off).")
 
     # --- gateway ------------------------------------------------------------------------------
-    gateway_host: str = Field(default="127.0.0.1", description="Address the gateway listens on (0.0.0.0 in containers).")
+    gateway_host: str = Field(
+        default="127.0.0.1", description="Address the gateway listens on (0.0.0.0 in containers)."
+    )
     gateway_port: int = Field(default=8000, description="Port of the gateway.")
     max_dialog_turns: int = Field(default=8, ge=1, description="Most turns a reply request may carry.")
     max_turn_chars: int = Field(default=4096, ge=1, description="Longest turn a request may carry (characters).")
@@ -84,8 +87,12 @@ class Settings(BaseSettings):
 
     # --- secrets and external services ------------------------------------------------------
     telegram_bot_token: SecretStr | None = Field(default=None, description="Bot token from @BotFather (secret).")
-    telegram_api_url: str = Field(default="https://api.telegram.org", description="Bot API server (a local one in tests).")
-    admin_token: SecretStr | None = Field(default=None, description="Bearer token of /admin (secret); unset: admin off.")
+    telegram_api_url: str = Field(
+        default="https://api.telegram.org", description="Bot API server (a local one in tests)."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of /admin (secret); unset: admin off."
+    )
     dvach_base_url: str = Field(default="https://2ch.hk", description="Base URL of the 2ch JSON API.")
 
     # --- scraper (services/scraper; docs/scraper.md) ---------------------------------------
@@ -156,11 +163,15 @@ class Settings(BaseSettings):
     bot_max_concurrent_updates: int = Field(default=256, ge=1, description="Updates handled at once (polling).")
     bot_context_turns: int = Field(default=3, ge=1, le=8, description="Turns sent to the model, the trigger included.")
     bot_context_ttl_s: int = Field(default=6 * 3600, ge=60, description="How long recent messages are remembered.")
-    bot_max_turn_chars: int = Field(default=1000, ge=16, description="Longer turns are cut (the model takes 256 tokens).")
+    bot_max_turn_chars: int = Field(
+        default=1000, ge=16, description="Longer turns are cut (the model takes 256 tokens)."
+    )
     bot_bulk_queue_limit: int = Field(
         default=20, ge=0, description="Random replies are skipped while more jobs than this wait in the queues."
     )
-    bot_global_per_second: int = Field(default=30, ge=1, description="Messages per second over all chats (Telegram: ~30).")
+    bot_global_per_second: int = Field(
+        default=30, ge=1, description="Messages per second over all chats (Telegram: ~30)."
+    )
     bot_group_per_minute: int = Field(default=20, ge=1, description="Messages per minute in one group (Telegram: 20).")
     bot_chat_per_second: int = Field(default=1, ge=1, description="Messages per second in one chat (Telegram: ~1).")
     bot_random_reserve: int = Field(
@@ -206,14 +217,21 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Cores a worker process uses; 0 = TORCH_THREADS if set, else its CPU affinity."
     )
     inference_lanes: int = Field(
-        default=0, ge=0, description="Generations at once on one copy of the weights; 0 = the backend's best (onnxruntime 2, ctranslate2 one per core)."
+        default=0,
+        ge=0,
+        description="Generations at once on one copy of the weights; 0 = the backend's best (onnxruntime 2, ctranslate2 one per core).",
     )
     inference_threads_per_lane: int = Field(
-        default=0, ge=0, description="Threads of one generation; 0 = measured best: onnxruntime all the cores; ctranslate2 the cores divided among the lanes, all of them from 2048 wide."
+        default=0,
+        ge=0,
+        description="Threads of one generation; 0 = measured best: onnxruntime all the cores; ctranslate2 the cores divided among the lanes, all of them from 2048 wide.",
     )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(
-        default=20.0, ge=0, le=1000, description="A batch starts once no job joined it for this long (a burst is arriving)."
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="A batch starts once no job joined it for this long (a burst is arriving).",
     )
     inference_batch_max_wait_ms: float = Field(
         default=80.0, ge=0, le=5000, description="...and at the latest this long after its first job arrived."
@@ -222,7 +240,9 @@ class Settings(BaseSettings):
         default=0, ge=0, description="Lanes bulk jobs may hold at once; 0 = all but one (kept for interactive jobs)."
     )
     inference_slots: int = Field(
-        default=0, ge=0, le=256,
+        default=0,
+        ge=0,
+        le=256,
         description="Jobs a threads-pool worker takes from the queues at once; 0 = lanes x INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
@@ -236,11 +256,14 @@ class Settings(BaseSettings):
     )
     # --- end inference
 
-    log_level: str = Field(default="INFO", description="Logging level of the services; other libraries log only warnings and errors unless DEBUG.")
+    log_level: str = Field(
+        default="INFO",
+        description="Logging level of the services; other libraries log only warnings and errors unless DEBUG.",
+    )
     log_format: Literal["json", "console"] = Field(default="json", description="json: one object per line.")
 
     @model_validator(mode="after")
-    def _limits_are_consistent(self) -> "Settings":
+    def _limits_are_consistent(self) -> Settings:
         if self.demo_model_dir is None:
             self.demo_model_dir = self.data_dir / "demo-model"
         if self.task_soft_time_limit_s >= self.task_time_limit_s:

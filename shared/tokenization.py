@@ -43,7 +43,7 @@ class TextCodec:
     banned_ids: tuple[int, ...]  # never sampled
 
     @classmethod
-    def build(cls, tokenizer: Any, eos_token: str, vocab_size: int) -> "TextCodec":
+    def build(cls, tokenizer: Any, eos_token: str, vocab_size: int) -> TextCodec:
         """Check the invariant for `tokenizer` (a tokenizers.Tokenizer) and a model of `vocab_size`
         rows; VocabularyError when it cannot hold."""
         from tokenizers import Tokenizer
@@ -81,7 +81,7 @@ class TextCodec:
         return cls(own, eos_token, eos_id, vocab_size, tuple(sorted(specials)), tuple(sorted(banned)))
 
     @classmethod
-    def from_transformers(cls, tokenizer: Any, vocab_size: int) -> "TextCodec":
+    def from_transformers(cls, tokenizer: Any, vocab_size: int) -> TextCodec:
         """From a transformers (fast) tokenizer."""
         backend = getattr(tokenizer, "backend_tokenizer", None)
         if backend is None:
@@ -105,8 +105,9 @@ class TextCodec:
 
     def example(self, context_newest_first: Sequence[str], reply: str) -> tuple[list[int], int]:
         """A training example's ids and the index where the reply starts."""
-        return prompt_ids([self.clean(t) for t in context_newest_first], self.encode, self.eos_id,
-                          reply=self.clean(reply))
+        return prompt_ids(
+            [self.clean(t) for t in context_newest_first], self.encode, self.eos_id, reply=self.clean(reply)
+        )
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids to text, special tokens skipped (for cutting turns; replies go through `reply_text`)."""

@@ -15,8 +15,9 @@ from shared.schemas import GenerationParams
 from shared.tokenization import TextCodec
 
 
-def generate_ids(model: Any, codec: TextCodec, prompt: list[int], params: GenerationParams, *,
-                 do_sample: bool = True) -> list[int]:
+def generate_ids(
+    model: Any, codec: TextCodec, prompt: list[int], params: GenerationParams, *, do_sample: bool = True
+) -> list[int]:
     """The new token ids after `prompt` (eos and what follows cut off). Seed torch first for a
     reproducible draw."""
     import torch

@@ -36,8 +36,11 @@ drop_database = servers.drop_database
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "heavy: starts a server or a service process, or builds a model "
-                                       "(set at collection; make test-fast runs the tests without it)")
+    config.addinivalue_line(
+        "markers",
+        "heavy: starts a server or a service process, or builds a model "
+        "(set at collection; make test-fast runs the tests without it)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -63,7 +66,8 @@ def session_postgres(config: pytest.Config) -> str:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Before the first test, when a test will need PostgreSQL: the line comes under the count."""
     if not session.config.option.collectonly and any(
-            "pg_admin_url" in getattr(item, "fixturenames", ()) for item in session.items):
+        "pg_admin_url" in getattr(item, "fixturenames", ()) for item in session.items
+    ):
         session_postgres(session.config)
 
 

@@ -71,7 +71,7 @@ class HubServer:
     def cdn_url(self) -> str:
         return f"http://127.0.0.1:{self._cdn.server_address[1]}"
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         for thread in self._threads:
             thread.start()
         return self
@@ -83,7 +83,7 @@ class HubServer:
                 server.shutdown()
             server.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -157,13 +157,23 @@ class HubServer:
             def _info(self, repo_id: str, revision: str) -> None:
                 if (repo := self._repo(repo_id, revision)) is None:
                     return
-                self._json({
-                    "_id": repo.commit[:24], "id": repo_id, "modelId": repo_id, "author": repo_id.split("/")[0],
-                    "sha": repo.commit, "private": False, "gated": False, "disabled": False,
-                    "lastModified": "2022-06-01T21:45:28.000Z", "library_name": "transformers",
-                    "pipeline_tag": "text-generation", "tags": ["transformers", "pytorch", "gpt2", "text-generation"],
-                    "siblings": [{"rfilename": f.path} for f in repo.files.values()],
-                })
+                self._json(
+                    {
+                        "_id": repo.commit[:24],
+                        "id": repo_id,
+                        "modelId": repo_id,
+                        "author": repo_id.split("/", maxsplit=1)[0],
+                        "sha": repo.commit,
+                        "private": False,
+                        "gated": False,
+                        "disabled": False,
+                        "lastModified": "2022-06-01T21:45:28.000Z",
+                        "library_name": "transformers",
+                        "pipeline_tag": "text-generation",
+                        "tags": ["transformers", "pytorch", "gpt2", "text-generation"],
+                        "siblings": [{"rfilename": f.path} for f in repo.files.values()],
+                    }
+                )
 
             def _tree(self, repo_id: str, revision: str, under: str, query: dict) -> None:
                 if (repo := self._repo(repo_id, revision)) is None:
@@ -173,7 +183,7 @@ class HubServer:
                 for f in repo.files.values():
                     if under and not f.path.startswith(under.rstrip("/") + "/"):
                         continue
-                    rest = f.path[len(under.rstrip("/") + "/"):] if under else f.path
+                    rest = f.path[len(under.rstrip("/") + "/") :] if under else f.path
                     if "/" in rest and not recursive:
                         folders.add((under.rstrip("/") + "/" if under else "") + rest.split("/")[0])
                         continue
@@ -183,7 +193,7 @@ class HubServer:
                     entries.append(entry)
                 entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": p} for p in sorted(folders)]
                 if under and not entries:
-                    return self._error(404, "EntryNotFound", f"{under} does not exist on \"{revision}\"")
+                    return self._error(404, "EntryNotFound", f'{under} does not exist on "{revision}"')
                 self._json(entries)
 
             def _resolve(self, repo_id: str, revision: str, file_path: str, body: bool) -> None:
@@ -191,13 +201,18 @@ class HubServer:
                     return
                 f = repo.files.get(file_path)
                 if f is None:
-                    return self._error(404, "EntryNotFound", f"{file_path} does not exist on \"{revision}\"")
+                    return self._error(404, "EntryNotFound", f'{file_path} does not exist on "{revision}"')
                 headers = {"X-Repo-Commit": repo.commit, "Accept-Ranges": "bytes"}
                 if f.lfs:
                     self.send_response(302)
-                    for key, value in {**headers, "X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data)),
-                                       "ETag": f'"{f.blob_id}"', "Location": f"{hub.cdn_url}/{f.sha256}",
-                                       "Content-Length": "0"}.items():
+                    for key, value in {
+                        **headers,
+                        "X-Linked-Etag": f'"{f.sha256}"',
+                        "X-Linked-Size": str(len(f.data)),
+                        "ETag": f'"{f.blob_id}"',
+                        "Location": f"{hub.cdn_url}/{f.sha256}",
+                        "Content-Length": "0",
+                    }.items():
                         self.send_header(key, value)
                     self.end_headers()
                     return
@@ -213,13 +228,18 @@ class HubServer:
 
             def _bytes(self, data: bytes, body: bool, headers: dict[str, str]) -> None:
                 start, status = 0, 200
-                if (wanted := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))) and int(wanted[1]) < len(data):
+                if (wanted := re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))) and int(wanted[1]) < len(
+                    data
+                ):
                     start, status = int(wanted[1]), 206
                     headers = {**headers, "Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
                 chunk = data[start:]
                 self.send_response(status)
-                for key, value in {**headers, "Content-Length": str(len(chunk)),
-                                   "Content-Type": "application/octet-stream"}.items():
+                for key, value in {
+                    **headers,
+                    "Content-Length": str(len(chunk)),
+                    "Content-Type": "application/octet-stream",
+                }.items():
                     self.send_header(key, value)
                 self.end_headers()
                 if body:

@@ -58,9 +58,10 @@ def make_tiny_gpt2(out_dir: Path, *, vocab_size: int = 600, n_layer: int = 2, n_
 
 # --- the published checkpoint's layout -------------------------------------------------------------
 
-HUB_REFERENCE_DIR = Path(
-    os.environ.get("DVACH_HUB_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "hub")
-) / "rudialogpt3_medium_based_on_gpt2_2ch"
+HUB_REFERENCE_DIR = (
+    Path(os.environ.get("DVACH_HUB_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "hub"))
+    / "rudialogpt3_medium_based_on_gpt2_2ch"
+)
 RUGPT3_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<mask>"]  # ids 0-4 of ruGPT-3's vocab.json
 # Logit bias of the fixture's output head: a server that does not ban these (or stop at </s>) shows them.
 SPECIAL_BIAS = {"<pad>": 6.0, "<s>": 4.0, "<unk>": 4.0, "<mask>": 4.0, "</s>": 1.5}
@@ -107,8 +108,14 @@ def make_hub_layout_gpt2(
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(reference_dir / name, out_dir / name)
     config = json.loads((reference_dir / "config.json").read_text())
-    config.update(vocab_size=len(vocab), n_layer=n_layer, n_embd=n_embd, n_head=2,
-                  bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
+    config.update(
+        vocab_size=len(vocab),
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=2,
+        bos_token_id=len(vocab) - 1,
+        eos_token_id=len(vocab) - 1,
+    )
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
 
     torch.manual_seed(seed)

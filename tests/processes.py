@@ -29,7 +29,7 @@ class ServiceProcess:
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         # A new session: killing the group later takes the Celery children with the parent.
@@ -84,10 +84,10 @@ class Worker(ServiceProcess):
 
     def __init__(self, node: str, env: dict[str, str], log_dir: Path, extra_args: list[str] | None = None):
         args = [sys.executable, "-m", "services.inference_worker", "-n", node, *(extra_args or [])]
-        super().__init__(node.split("@")[0], args, env, log_dir)
+        super().__init__(node.split("@", maxsplit=1)[0], args, env, log_dir)
         self.node = node
 
-    def wait_ready(self, timeout: float = 120) -> "Worker":
+    def wait_ready(self, timeout: float = 120) -> Worker:
         """Until the worker answers a ping and its child logged that the model is loaded."""
         app = create_celery_app(Settings(redis_url=self.env["REDIS_URL"]))
         deadline = time.monotonic() + timeout
@@ -108,7 +108,7 @@ class Gateway(ServiceProcess):
         super().__init__(name, [sys.executable, "-m", "services.gateway"], env, log_dir)
         self.base_url = f"http://127.0.0.1:{port}"
 
-    def wait_ready(self, timeout: float = 60) -> "Gateway":
+    def wait_ready(self, timeout: float = 60) -> Gateway:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():

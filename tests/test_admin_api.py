@@ -44,8 +44,15 @@ def db(database_url):
     engine.dispose()
 
 
-ADMIN_GETS = ["/admin/queues", "/admin/workers", "/admin/failures", "/admin/chats", "/admin/scraper",
-              "/admin/scraper/runs", "/admin/dataset"]
+ADMIN_GETS = [
+    "/admin/queues",
+    "/admin/workers",
+    "/admin/failures",
+    "/admin/chats",
+    "/admin/scraper",
+    "/admin/scraper/runs",
+    "/admin/dataset",
+]
 
 
 @pytest.mark.parametrize("path", ADMIN_GETS)
@@ -101,8 +108,12 @@ def test_workers_lists_the_running_worker(admin):
 
 def test_chats_list_show_update_mute(admin, db):
     db.execute(delete(ChatSettings))
-    db.add_all([ChatSettings(chat_id=-100, title="Двачеры", chat_type="supergroup"),
-                ChatSettings(chat_id=42, title=None, chat_type="private")])
+    db.add_all(
+        [
+            ChatSettings(chat_id=-100, title="Двачеры", chat_type="supergroup"),
+            ChatSettings(chat_id=42, title=None, chat_type="private"),
+        ]
+    )
     db.commit()
     chats = admin.get("/admin/chats").json()
     assert {c["chat_id"] for c in chats} == {-100, 42}
@@ -127,8 +138,17 @@ def test_scraper_and_dataset_stats(admin, db):
     db.add_all([Post(board="b", num=n, thread_num=1, raw_html="x", text="x") for n in (1, 2, 3)])
     scores = [0.05, 0.15, 0.55, 0.95, None]
     for i, score in enumerate(scores):
-        db.add(Dialog(turns_hash=f"h{i}", turns=["a", "b"][: 2] + ["c"] * (i % 2), post_nums=[1, 2],
-                      board="b", thread_num=1, length=2 + i % 2, toxicity=score))
+        db.add(
+            Dialog(
+                turns_hash=f"h{i}",
+                turns=["a", "b"][:2] + ["c"] * (i % 2),
+                post_nums=[1, 2],
+                board="b",
+                thread_num=1,
+                length=2 + i % 2,
+                toxicity=score,
+            )
+        )
     db.add(ScrapeRun(kind="crawl", status="finished", boards=["b"], threads_fetched=1, posts_added=3))
     db.commit()
 
@@ -169,8 +189,12 @@ def test_openapi_documents_every_admin_endpoint_with_examples(admin):
 def test_failed_jobs_are_listed_with_their_error(admin, redis_url):
     job_id = uuid.uuid4().hex
     app = create_celery_app(Settings(redis_url=redis_url))
-    app.send_task(TASK_NAME, kwargs={"request_id": job_id, "dialog": ["поздно"], "deadline": time.time() - 1},
-                  task_id=job_id, queue=QUEUE_INTERACTIVE)
+    app.send_task(
+        TASK_NAME,
+        kwargs={"request_id": job_id, "dialog": ["поздно"], "deadline": time.time() - 1},
+        task_id=job_id,
+        queue=QUEUE_INTERACTIVE,
+    )
     app.close()
 
     async def wait_failure():

@@ -34,11 +34,18 @@ def test_list_activate_and_show_active(start_gateway, isolated, tiny_model_dir, 
     engine = make_engine(database_url)
     store = model_store.ModelStore(tmp_path / "store")
     for name in ("v1", "v2"):
-        meta = model_store.VersionMeta(name=name, base_model="tiny", data={"sha256": "ab" * 32},
-                                       metrics={"eval_loss_after": 1.0})
+        meta = model_store.VersionMeta(
+            name=name, base_model="tiny", data={"sha256": "ab" * 32}, metrics={"eval_loss_after": 1.0}
+        )
         model_store.publish_version(engine, store, meta, tiny_model_dir)
-    gateway = start_gateway({"REDIS_URL": redis_url, "DATABASE_URL": database_url, "ADMIN_TOKEN": TOKEN,
-                             "MODEL_STORE_DIR": str(tmp_path / "store")})
+    gateway = start_gateway(
+        {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "ADMIN_TOKEN": TOKEN,
+            "MODEL_STORE_DIR": str(tmp_path / "store"),
+        }
+    )
     with httpx.Client(base_url=gateway.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as admin:
         listed = admin.get("/admin/models").json()
         assert [v["name"] for v in listed] == ["v1", "v2"]

@@ -15,11 +15,20 @@ from shared.db.models import ChatSettings
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "page-test-token-1b7e"
 # Without these Chromium keeps trying to reach Google's hosts, which this network refuses.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Chromium is not installed (apt-get install chromium; `make test` does it as root)"
+    shutil.which("chromium") is None,
+    reason="Chromium is not installed (apt-get install chromium; `make test` does it as root)",
 )
 
 

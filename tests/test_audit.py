@@ -19,8 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def installed() -> dict[str, str]:
-    return {d.metadata["Name"].lower(): d.version for d in metadata.distributions()
-            if d.metadata["Name"] and d.metadata["Name"].lower() != "dvach-bot"}
+    return {
+        d.metadata["Name"].lower(): d.version
+        for d in metadata.distributions()
+        if d.metadata["Name"] and d.metadata["Name"].lower() != "dvach-bot"
+    }
 
 
 class Index:
@@ -41,8 +44,12 @@ class Index:
                     self.send_response(404)
                     self.end_headers()
                     return
-                body = json.dumps({"info": {"name": name, "version": index.latest[name]},
-                                   "vulnerabilities": index.vulnerabilities.get(name, [])}).encode()
+                body = json.dumps(
+                    {
+                        "info": {"name": name, "version": index.latest[name]},
+                        "vulnerabilities": index.vulnerabilities.get(name, []),
+                    }
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -55,8 +62,13 @@ class Index:
 
 
 def audit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.audit", "--skip-pip-audit", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.audit", "--skip-pip-audit", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture

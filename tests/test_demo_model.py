@@ -110,9 +110,11 @@ def test_ensure_builds_a_missing_model_in_a_child_process(tmp_path):
     import sys
 
     out = tmp_path / "demo"
-    script = ("import sys; from pathlib import Path; "
-              "from services.inference_worker.demo_model.build import ensure_demo_model; "
-              f"ensure_demo_model(Path({str(out)!r}), steps=3); print('torch' in sys.modules)")
+    script = (
+        "import sys; from pathlib import Path; "
+        "from services.inference_worker.demo_model.build import ensure_demo_model; "
+        f"ensure_demo_model(Path({str(out)!r}), steps=3); print('torch' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"

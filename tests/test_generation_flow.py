@@ -76,7 +76,10 @@ def test_bad_input_is_422_with_a_readable_message(gateway, body, fragment):
 
 def test_malformed_json_is_422(gateway):
     response = httpx.post(
-        gateway.base_url + "/v1/replies", content=b'{"dialog": ["x"', headers={"content-type": "application/json"}, timeout=10
+        gateway.base_url + "/v1/replies",
+        content=b'{"dialog": ["x"',
+        headers={"content-type": "application/json"},
+        timeout=10,
     )
     assert response.status_code == 422
     assert "JSON" in response.text
@@ -146,7 +149,13 @@ async def test_pickle_payload_is_refused(worker, redis_url):
     app.conf.task_serializer = "pickle"
     app.conf.accept_content = ["pickle", "json"]
     job_id = uuid.uuid4().hex
-    app.send_task(TASK_NAME, kwargs={"request_id": job_id, "dialog": ["x"], "deadline": time.time() + 60}, task_id=job_id, queue=QUEUE_INTERACTIVE, serializer="pickle")
+    app.send_task(
+        TASK_NAME,
+        kwargs={"request_id": job_id, "dialog": ["x"], "deadline": time.time() + 60},
+        task_id=job_id,
+        queue=QUEUE_INTERACTIVE,
+        serializer="pickle",
+    )
     client = GenerationClient(Settings(redis_url=redis_url))
     try:
         status = await client.status(job_id)

@@ -36,7 +36,10 @@ def events(level: str) -> list[str]:
 
 def test_info_shows_ours_and_third_party_warnings_only():
     assert events("INFO") == [
-        "a third-party warning", "a third-party error", "model loaded", "a module run with -m",
+        "a third-party warning",
+        "a third-party error",
+        "model loaded",
+        "a module run with -m",
         '127.0.0.1:5000 - "GET /v1/replies HTTP/1.1" 200',  # the polls are not logged
     ]
 

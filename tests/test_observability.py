@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,11 +21,19 @@ from shared.embedded import RedisServer, free_port
 from tests.processes import REPO
 
 DEPLOY = REPO / "deploy"
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing (apt-get install prometheus)")
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool missing (apt-get install prometheus)"
+)
 
 
-SUFFIXES = {"counter": ["_total", "_created"], "histogram": ["_bucket", "_sum", "_count", "_created"],
-            "summary": ["_sum", "_count", "_created"], "gauge": [""], "info": ["_info"], "unknown": [""]}
+SUFFIXES = {
+    "counter": ["_total", "_created"],
+    "histogram": ["_bucket", "_sum", "_count", "_created"],
+    "summary": ["_sum", "_count", "_created"],
+    "gauge": [""],
+    "info": ["_info"],
+    "unknown": [""],
+}
 
 
 def sample_names(text: str) -> set[str]:
@@ -64,8 +71,9 @@ def gateway(start_gateway, metered_worker, metered_redis):
 def exported_names(gateway, metered_worker) -> set[str]:
     """Every sample name the services export: the gateway and a worker scraped live after a
     reply went through them, the bot's and the scraper's from their metric modules."""
-    httpx.post(gateway.base_url + "/v1/replies", json={"dialog": ["метрики"], "params": {"max_new_tokens": 4}},
-               timeout=60).raise_for_status()
+    httpx.post(
+        gateway.base_url + "/v1/replies", json={"dialog": ["метрики"], "params": {"max_new_tokens": 4}}, timeout=60
+    ).raise_for_status()
     names = sample_names(httpx.get(gateway.base_url + "/metrics", timeout=10).text)
     names |= sample_names(httpx.get(metered_worker.metrics_url, timeout=10).text)
     for module in ("services.bot.metrics", "services.scraper.metrics"):
@@ -75,17 +83,28 @@ def exported_names(gateway, metered_worker) -> set[str]:
 
 
 def test_gateway_metrics_parse_and_carry_expected_names(gateway, exported_names):
-    for name in ("http_requests_total", "http_request_duration_seconds_bucket", "dvach_gateway_replies_total",
-                 "dvach_queue_depth", "dvach_broker_up"):
+    for name in (
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "dvach_gateway_replies_total",
+        "dvach_queue_depth",
+        "dvach_broker_up",
+    ):
         assert name in exported_names, name
 
 
 def test_worker_metrics_from_several_processes(metered_worker, exported_names):
     text = httpx.get(metered_worker.metrics_url, timeout=10).text
     names = sample_names(text)
-    for name in ("dvach_worker_generation_seconds_bucket", "dvach_worker_queue_wait_seconds_count",
-                 "dvach_worker_tokens_per_second_bucket", "dvach_worker_generated_tokens_total",
-                 "dvach_worker_jobs_total", "dvach_worker_model_load_seconds", "dvach_worker_model_info"):
+    for name in (
+        "dvach_worker_generation_seconds_bucket",
+        "dvach_worker_queue_wait_seconds_count",
+        "dvach_worker_tokens_per_second_bucket",
+        "dvach_worker_generated_tokens_total",
+        "dvach_worker_jobs_total",
+        "dvach_worker_model_load_seconds",
+        "dvach_worker_model_info",
+    ):
         assert name in names, name
     info = [s for f in text_string_to_metric_families(text) for s in f.samples if s.name == "dvach_worker_model_info"]
     assert any(s.value == 1 and s.labels["backend"] for s in info)
@@ -96,20 +115,29 @@ def test_bot_and_scraper_metrics_follow_conventions(exported_names):
     assert any(n.startswith("dvach_bot_") for n in ours) and any(n.startswith("dvach_scraper_") for n in ours)
     for name in ours:
         assert re.fullmatch(r"dvach_[a-z0-9_]+", name), name
-    counters = {s.name for f in text_string_to_metric_families(generate_latest(REGISTRY).decode())
-                if f.type == "counter" for s in f.samples if not s.name.endswith("_created")}
+    counters = {
+        s.name
+        for f in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+        if f.type == "counter"
+        for s in f.samples
+        if not s.name.endswith("_created")
+    }
     assert all(name.endswith("_total") for name in counters), counters
 
 
 @needs_promtool
 def test_promtool_accepts_config_and_rules():
-    config = subprocess.run(["promtool", "check", "config", str(DEPLOY / "prometheus/prometheus.yml")],
-                            capture_output=True, text=True)
+    config = subprocess.run(
+        ["promtool", "check", "config", str(DEPLOY / "prometheus/prometheus.yml")], capture_output=True, text=True
+    )
     assert config.returncode == 0, config.stdout + config.stderr
-    rules = subprocess.run(["promtool", "check", "rules", str(DEPLOY / "prometheus/alerts.yml")],
-                           capture_output=True, text=True)
+    rules = subprocess.run(
+        ["promtool", "check", "rules", str(DEPLOY / "prometheus/alerts.yml")], capture_output=True, text=True
+    )
     assert rules.returncode == 0, rules.stdout + rules.stderr
-    alerts = {r["alert"] for g in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"] for r in g["rules"]}
+    alerts = {
+        r["alert"] for g in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"] for r in g["rules"]
+    }
     assert {"NoInferenceWorker", "GenerationQueueGrowing", "HighReplyErrorRate", "SlowGeneration"} <= alerts
 
 
@@ -142,13 +170,19 @@ def test_real_prometheus_scrapes_gateway_and_worker(gateway, metered_worker, tmp
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     server = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "prometheus",
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
-        httpx.post(gateway.base_url + "/v1/replies", json={"dialog": ["скрейп"], "params": {"max_new_tokens": 4}},
-                   timeout=60).raise_for_status()
+        httpx.post(
+            gateway.base_url + "/v1/replies", json={"dialog": ["скрейп"], "params": {"max_new_tokens": 4}}, timeout=60
+        ).raise_for_status()
         queries = {
             'up{job="gateway"}': lambda r: r and float(r[0]["value"][1]) == 1,
             'up{job="inference_worker"}': lambda r: r and float(r[0]["value"][1]) == 1,

@@ -25,7 +25,8 @@ CHATTER = [
     "SecurityWarning",  # Celery, run as root
     "-------------- celery@",  # Celery's banner
     "XDG_RUNTIME_DIR",  # platformdirs
-    "GET /readyz", "GET /healthz",  # the launcher's own polls in the access log
+    "GET /readyz",
+    "GET /healthz",  # the launcher's own polls in the access log
     "Uvicorn running on",  # uvicorn's INFO
 ]
 
@@ -43,25 +44,44 @@ def stack_processes(launcher: psutil.Process, data_dir: Path) -> list[psutil.Pro
 def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path, private_postgres_dir):
     data = private_postgres_dir / "data"  # embedded PostgreSQL's data is in it: see tests/conftest.py
     gateway_port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "TELEGRAM_BOT_TOKEN", "LOG_LEVEL")}
-    env.update({
-        "DATA_DIR": str(data), "GATEWAY_PORT": str(gateway_port), "EMBEDDED_REDIS_PORT": str(free_port()),
-        "WORKER_METRICS_PORT": str(free_port()), "MODEL_NAME_OR_PATH": str(tiny_model_dir),
-        "INFERENCE_BACKEND": "transformers", "TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-    })
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL", "TELEGRAM_BOT_TOKEN", "LOG_LEVEL")
+    }
+    env.update(
+        {
+            "DATA_DIR": str(data),
+            "GATEWAY_PORT": str(gateway_port),
+            "EMBEDDED_REDIS_PORT": str(free_port()),
+            "WORKER_METRICS_PORT": str(free_port()),
+            "MODEL_NAME_OR_PATH": str(tiny_model_dir),
+            "INFERENCE_BACKEND": "transformers",
+            "TORCH_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     out_path = tmp_path / "run.log"
     with open(out_path, "wb") as out:
         # A session of its own: Ctrl-C in a terminal signals the whole foreground process group.
-        launcher = subprocess.Popen([sys.executable, "-m", "services.stack", "run"], cwd=REPO, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "services.stack", "run"],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
         while "Ready." not in out_path.read_text(errors="replace"):
             assert launcher.poll() is None, out_path.read_text(errors="replace")
             assert time.monotonic() < deadline, "not ready in 300 s:\n" + out_path.read_text(errors="replace")
             time.sleep(0.2)  # polling the launcher's output for its banner; bounded by the deadline
-        reply = httpx.post(f"http://127.0.0.1:{gateway_port}/v1/replies",
-                           json={"dialog": ["привет"], "params": {"max_new_tokens": 4}}, timeout=60)
+        reply = httpx.post(
+            f"http://127.0.0.1:{gateway_port}/v1/replies",
+            json={"dialog": ["привет"], "params": {"max_new_tokens": 4}},
+            timeout=60,
+        )
         assert reply.status_code == 200, reply.text
         started = stack_processes(psutil.Process(launcher.pid), data)
         assert len(started) >= 4  # redis-server, postgres, the worker, the gateway (and their children)

@@ -35,6 +35,7 @@ def private_redis(tmp_path):
 
 async def _wait_started(client: GenerationClient, job_ids: list[str], timeout: float = 60) -> str:
     """The first of `job_ids` a worker has started (STARTED is published by the backend)."""
+
     async def first_started():
         while True:
             for job_id in job_ids:

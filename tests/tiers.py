@@ -16,16 +16,30 @@ from types import CodeType
 
 import pytest
 
-HEAVY = frozenset({
-    # servers, and the session fixtures that start them or pick the machine's
-    "RedisServer", "EmbeddedPostgres", "redis_server", "pg_admin_url",
-    # service processes (Celery workers, the gateway, the bot)
-    "Worker", "Gateway", "ServiceProcess", "start_worker", "start_gateway", "start_bot",
-    # model builds and conversions
-    "make_tiny_gpt2", "make_hub_layout_gpt2", "make_tiny_classifier", "train_briefly", "build_demo_model",
-    "ensure_demo_model",
-    "ensure_converted",
-})
+HEAVY = frozenset(
+    {
+        # servers, and the session fixtures that start them or pick the machine's
+        "RedisServer",
+        "EmbeddedPostgres",
+        "redis_server",
+        "pg_admin_url",
+        # service processes (Celery workers, the gateway, the bot)
+        "Worker",
+        "Gateway",
+        "ServiceProcess",
+        "start_worker",
+        "start_gateway",
+        "start_bot",
+        # model builds and conversions
+        "make_tiny_gpt2",
+        "make_hub_layout_gpt2",
+        "make_tiny_classifier",
+        "train_briefly",
+        "build_demo_model",
+        "ensure_demo_model",
+        "ensure_converted",
+    }
+)
 
 
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -59,9 +73,13 @@ def _refers_to_heavy(obj: object, seen: set[int]) -> bool:
     if names & HEAVY:
         return True
     scope = getattr(obj, "__globals__", {})
-    return any(_refers_to_heavy(scope[name], seen) for name in names
-               if name in scope and (inspect.isfunction(scope[name]) or inspect.isclass(scope[name]))
-               and getattr(scope[name], "__module__", "").startswith("tests"))
+    return any(
+        _refers_to_heavy(scope[name], seen)
+        for name in names
+        if name in scope
+        and (inspect.isfunction(scope[name]) or inspect.isclass(scope[name]))
+        and getattr(scope[name], "__module__", "").startswith("tests")
+    )
 
 
 def is_heavy(item: pytest.Item) -> bool:
@@ -71,7 +89,7 @@ def is_heavy(item: pytest.Item) -> bool:
     seen: set[int] = set()
     info = getattr(item, "_fixtureinfo", None)
     for name in fixture_names:
-        for definition in (info.name2fixturedefs.get(name, ()) if info else ()):
+        for definition in info.name2fixturedefs.get(name, ()) if info else ():
             if _refers_to_heavy(definition.func, seen):
                 return True
     return _refers_to_heavy(getattr(item, "function", None), seen)

@@ -60,8 +60,12 @@ def run_pip_audit() -> tuple[dict[str, list[str]], int] | None:
     if not audit.exists():
         return None
     try:
-        done = subprocess.run([str(audit), "--progress-spinner", "off", "--skip-editable", "--format", "json"],
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            [str(audit), "--progress-spinner", "off", "--skip-editable", "--format", "json"],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         report = json.loads(done.stdout or "{}")
     except (subprocess.TimeoutExpired, ValueError):
         return None
@@ -98,8 +102,11 @@ def audit_with_index(index: str, dists: dict[str, str]) -> dict[str, Answer]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--index-url", default=os.environ.get("AUDIT_INDEX_URL", DEFAULT_INDEX),
-                        help=f"package index whose project JSON is asked (default {DEFAULT_INDEX})")
+    parser.add_argument(
+        "--index-url",
+        default=os.environ.get("AUDIT_INDEX_URL", DEFAULT_INDEX),
+        help=f"package index whose project JSON is asked (default {DEFAULT_INDEX})",
+    )
     parser.add_argument("--skip-pip-audit", action="store_true", help="go straight to the index's project JSON")
     args = parser.parse_args(argv)
     index = args.index_url.rstrip("/")
@@ -109,8 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_pip_audit()
         if result is not None:
             vulnerable, count = result
-            print(f"dependency audit (pip-audit): {count} of {len(dists)} distributions audited, "
-                  f"{len(vulnerable)} with known vulnerabilities")
+            print(
+                f"dependency audit (pip-audit): {count} of {len(dists)} distributions audited, "
+                f"{len(vulnerable)} with known vulnerabilities"
+            )
             for name, ids in sorted(vulnerable.items()):
                 print(f"  VULNERABLE {name}=={dists.get(name.lower(), '?')}: {', '.join(ids)}")
             return 1 if vulnerable else 0
@@ -120,15 +129,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     unreachable = {name: a for name, a in answers.items() if a.state == "unreachable"}
     if len(unreachable) == len(answers):
         errors = sorted({a.error for a in unreachable.values()})
-        print(f"dependency audit: NOT RUN: the package index {index} cannot be reached "
-              f"({'; '.join(errors[:3])}), and pip-audit's services did not answer. Nothing was audited.")
+        print(
+            f"dependency audit: NOT RUN: the package index {index} cannot be reached "
+            f"({'; '.join(errors[:3])}), and pip-audit's services did not answer. Nothing was audited."
+        )
         return 2
     audited = {name: a for name, a in answers.items() if a.state == "audited"}
     vulnerable = {name: a.vulnerabilities for name, a in audited.items() if a.vulnerabilities}
-    not_latest = sorted(f"{name}=={dists[name]} (latest {a.latest})" for name, a in answers.items()
-                        if a.state == "not latest")
-    print(f"dependency audit ({index} project JSON): {len(audited)} of {len(dists)} distributions audited "
-          f"(their latest release), {len(vulnerable)} with known vulnerabilities")
+    not_latest = sorted(
+        f"{name}=={dists[name]} (latest {a.latest})" for name, a in answers.items() if a.state == "not latest"
+    )
+    print(
+        f"dependency audit ({index} project JSON): {len(audited)} of {len(dists)} distributions audited "
+        f"(their latest release), {len(vulnerable)} with known vulnerabilities"
+    )
     for name, ids in sorted(vulnerable.items()):
         print(f"  VULNERABLE {name}=={dists[name]}: {', '.join(ids)}")
     if not_latest:

@@ -73,7 +73,8 @@ class ChatSettingsRepo:
             return
         stmt = insert(ChatSettings).values(chat_id=chat_id, title=(title or "")[:256] or None, chat_type=chat_type)
         stmt = stmt.on_conflict_do_update(
-            index_elements=[ChatSettings.chat_id], set_={"title": stmt.excluded.title, "chat_type": stmt.excluded.chat_type}
+            index_elements=[ChatSettings.chat_id],
+            set_={"title": stmt.excluded.title, "chat_type": stmt.excluded.chat_type},
         )
         try:
             async with self.sessions() as session, session.begin():
@@ -102,7 +103,12 @@ class ChatSettingsRepo:
         stmt = insert(ChatSettings).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[ChatSettings.chat_id],
-            set_={**changes, "title": stmt.excluded.title, "chat_type": stmt.excluded.chat_type, "updated_at": func.now()},
+            set_={
+                **changes,
+                "title": stmt.excluded.title,
+                "chat_type": stmt.excluded.chat_type,
+                "updated_at": func.now(),
+            },
         ).returning(ChatSettings)
         try:
             async with self.sessions() as session, session.begin():

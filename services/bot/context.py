@@ -17,15 +17,16 @@ import redis.asyncio as aioredis
 from aiogram.types import Message
 from redis.exceptions import RedisError
 
-from shared.prompt import clean_turn as plain_turn
-
 from services.bot.mentions import Entity, strip_mentions
+from shared.prompt import clean_turn as plain_turn
 
 log = logging.getLogger(__name__)
 
 # Zero-width characters, bidi controls, soft hyphens and other C0/C1 controls: invisible noise
 # for the model (and a way to hide a mention from naive matching).
-_INVISIBLE = re.compile("[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_INVISIBLE = re.compile(
+    "[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 _SPACES = re.compile(r"\s+")
 _COMMAND = re.compile(r"^/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?")
 
@@ -57,7 +58,9 @@ def text_of(message: Message) -> str:
     return message.text if message.text is not None else (message.caption or "")
 
 
-def message_turn(message: Message, bot_id: int, bot_username: str | None, max_chars: int, *, command: bool = False) -> str:
+def message_turn(
+    message: Message, bot_id: int, bot_username: str | None, max_chars: int, *, command: bool = False
+) -> str:
     """The message's text without the bot's mentions (and without the leading command, for /ask)."""
     text = strip_mentions(text_of(message), entities_of(message), bot_id, bot_username)
     if command:
@@ -90,7 +93,9 @@ class ChainCache:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self._key(chat_id, message_id), json.dumps({"t": turn, "r": reply_to}), ex=self.ttl_s)
                 if reply_to is not None and parent_turn is not None:
-                    pipe.set(self._key(chat_id, reply_to), json.dumps({"t": parent_turn, "r": None}), ex=self.ttl_s, nx=True)
+                    pipe.set(
+                        self._key(chat_id, reply_to), json.dumps({"t": parent_turn, "r": None}), ex=self.ttl_s, nx=True
+                    )
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             log.warning("context cache: could not remember a message", extra={"error": str(exc)})

@@ -18,13 +18,12 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message, ReplyParameters
 
-from shared.settings import Settings
-
 from services.bot import metrics
 from services.bot.context import ChainCache, clean_turn
 from services.bot.dedupe import Claims
 from services.bot.policy import GROUP_TYPES
 from services.bot.rate_limit import RateLimiter, Window
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,11 @@ class Delivery:
         """Take a send slot for a reply of `kind`, waiting as its kind allows; False: drop it.
         A random reply waits only for the per-second windows (a second or so), never for a
         group's minute budget."""
-        max_wait = min(RANDOM_MAX_WAIT_S, self.settings.bot_max_send_wait_s) if kind == "random" else self.settings.bot_max_send_wait_s
+        max_wait = (
+            min(RANDOM_MAX_WAIT_S, self.settings.bot_max_send_wait_s)
+            if kind == "random"
+            else self.settings.bot_max_send_wait_s
+        )
         waited = await self.limiter.acquire(self.windows(chat_id, chat_type, kind), max_wait)
         if waited is None:
             metrics.SKIPS.labels(reason="rate_limited").inc()
@@ -90,7 +93,9 @@ class Delivery:
         chat_id = message.chat.id
         if not await self.claims.claim_reply(chat_id, message.message_id):
             metrics.SKIPS.labels(reason="duplicate").inc()
-            log.info("reply skipped: message already answered", extra={"chat_id": chat_id, "message_id": message.message_id})
+            log.info(
+                "reply skipped: message already answered", extra={"chat_id": chat_id, "message_id": message.message_id}
+            )
             return None
         try:
             sent = await self.bot.send_message(
@@ -110,10 +115,14 @@ class Delivery:
         metrics.count_chat_reply(chat_id)
         if received_at is not None:
             metrics.UPDATE_TO_REPLY.labels(kind=kind).observe(time.monotonic() - received_at)
-        await self.cache.remember(chat_id, sent.message_id, clean_turn(text, self.settings.bot_max_turn_chars), message.message_id)
+        await self.cache.remember(
+            chat_id, sent.message_id, clean_turn(text, self.settings.bot_max_turn_chars), message.message_id
+        )
         return sent
 
-    async def answer(self, message: Message, text: str, kind: str = "command", received_at: float | None = None) -> Message | None:
+    async def answer(
+        self, message: Message, text: str, kind: str = "command", received_at: float | None = None
+    ) -> Message | None:
         """Reserve a slot and reply (commands' texts)."""
         if not await self.reserve(message.chat.id, message.chat.type, kind):
             return None

@@ -22,7 +22,10 @@ class IntakeMiddleware(BaseMiddleware):
         self.claims = claims
 
     async def __call__(
-        self, handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]], event: TelegramObject, data: dict[str, Any]
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
     ) -> Any:
         received_at = time.monotonic()
         assert isinstance(event, Update)

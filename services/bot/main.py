@@ -21,11 +21,6 @@ from aiogram.types import BotCommand, User
 from aiohttp import web
 from pydantic import ValidationError
 
-from shared.db import make_async_engine, migrate
-from shared.generation_client import GenerationClient, blocking_redis
-from shared.logging_setup import configure_from_settings
-from shared.settings import Settings
-
 from services.bot import metrics, texts
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
@@ -38,6 +33,10 @@ from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
 from services.bot.typing_indicator import TypingIndicator
 from services.bot.webhook import create_webhook_app
+from shared.db import make_async_engine, migrate
+from shared.generation_client import GenerationClient, blocking_redis
+from shared.logging_setup import configure_from_settings
+from shared.settings import Settings
 
 log = logging.getLogger("services.bot")
 
@@ -69,7 +68,9 @@ def check_webhook(settings: Settings) -> str | None:
         return None
     secret = settings.bot_webhook_secret.get_secret_value() if settings.bot_webhook_secret else ""
     if not SECRET_FORMAT.match(secret):
-        raise StartupError("BOT_WEBHOOK_SECRET must be set in webhook mode: 1-256 characters of A-Z, a-z, 0-9, '_' and '-'")
+        raise StartupError(
+            "BOT_WEBHOOK_SECRET must be set in webhook mode: 1-256 characters of A-Z, a-z, 0-9, '_' and '-'"
+        )
     if not settings.bot_webhook_path.startswith("/"):
         raise StartupError("BOT_WEBHOOK_PATH must start with '/'")
     return secret
@@ -95,7 +96,10 @@ def backing_services(settings: Settings) -> Iterator[Settings]:
                 server = RedisServer(settings.data_dir / "redis", port=port, persist=True).start()
                 stack.callback(server.stop)
             updates["redis_url"] = f"redis://127.0.0.1:{port}/0"
-            log.warning("REDIS_URL not set: using the embedded Redis (workers must use it too)", extra={"url": updates["redis_url"]})
+            log.warning(
+                "REDIS_URL not set: using the embedded Redis (workers must use it too)",
+                extra={"url": updates["redis_url"]},
+            )
         if not settings.database_url:
             from shared.embedded import EmbeddedPostgres
 
@@ -116,10 +120,14 @@ async def identify(bot: Bot) -> User:
         try:
             return await bot.me()
         except TelegramUnauthorizedError:
-            raise StartupError("Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token with BotFather") from None
+            raise StartupError(
+                "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token with BotFather"
+            ) from None
         except TelegramAPIError as exc:
             if loop.time() + delay > deadline:
-                raise StartupError(f"cannot reach the Bot API at TELEGRAM_API_URL: {type(exc).__name__}: {exc.message}") from None
+                raise StartupError(
+                    f"cannot reach the Bot API at TELEGRAM_API_URL: {type(exc).__name__}: {exc.message}"
+                ) from None
             log.warning("getMe failed, retrying", extra={"error": type(exc).__name__, "retry_in_s": delay})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -133,21 +141,29 @@ async def set_commands(bot: Bot) -> None:
 
 
 async def run(settings: Settings, token: str, webhook_secret: str | None) -> None:
-    session = BotSession(api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=settings.bot_request_timeout_s)
+    session = BotSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=settings.bot_request_timeout_s
+    )
     bot = Bot(token=token, session=session)
     redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=10)
     engine = make_async_engine(settings.database_url, pool_size=5, max_overflow=5, pool_timeout=10)
     client = GenerationClient(settings)
     prefix = f"dvach:bot:{bot.id}"  # per bot: two bots may share one Redis
     limiter = RateLimiter(redis, prefix + ":rl")
-    session.middleware(RetryAfterMiddleware(limiter, settings.bot_max_retry_after_s,
-                                            retry_windows=lambda chat_id: per_second_windows(settings, chat_id)))
+    session.middleware(
+        RetryAfterMiddleware(
+            limiter, settings.bot_max_retry_after_s, retry_windows=lambda chat_id: per_second_windows(settings, chat_id)
+        )
+    )
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
     delivery = Delivery(bot, limiter, claims, cache, settings)
     responder = Responder(client, delivery, TypingIndicator(bot), limiter, redis, prefix, settings)
     dp = Dispatcher(
-        settings=settings, responder=responder, delivery=delivery, chain_cache=cache,
+        settings=settings,
+        responder=responder,
+        delivery=delivery,
+        chain_cache=cache,
         chat_settings=ChatSettingsRepo(engine, settings.bot_settings_cache_s),
     )
     dp.update.outer_middleware(IntakeMiddleware(claims))
@@ -189,9 +205,15 @@ async def run_webhook(dp: Dispatcher, bot: Bot, settings: Settings, secret: str,
         loop.add_signal_handler(sig, stop.set)
     if settings.bot_webhook_url:
         await bot.set_webhook(
-            settings.bot_webhook_url, secret_token=secret, allowed_updates=dp.resolve_used_update_types(), drop_pending_updates=False
+            settings.bot_webhook_url,
+            secret_token=secret,
+            allowed_updates=dp.resolve_used_update_types(),
+            drop_pending_updates=False,
         )
-    log.info("webhook server listening", extra={"host": settings.bot_webhook_host, "port": settings.bot_webhook_port, "path": settings.bot_webhook_path})
+    log.info(
+        "webhook server listening",
+        extra={"host": settings.bot_webhook_host, "port": settings.bot_webhook_port, "path": settings.bot_webhook_path},
+    )
     try:
         await stop.wait()
     finally:

@@ -27,6 +27,8 @@ def count_chat_reply(chat_id: int) -> None:
         CHAT_REPLIES.labels(chat_id=str(chat_id)).inc()
     else:
         CHAT_REPLIES.labels(chat_id="other").inc()
+
+
 SKIPS = Counter("dvach_bot_skips_total", "Messages not answered (or answers dropped), by reason.", ["reason"])
 UPDATE_TO_REPLY = Histogram(
     "dvach_bot_update_to_reply_seconds",
@@ -48,9 +50,24 @@ IN_FLIGHT = Gauge("dvach_bot_replies_in_flight", "Replies being generated or wai
 
 # Reasons a dashboard should see as 0 before the first one happens.
 SKIP_REASONS = (
-    "bot_sender", "chat_type", "no_text", "command", "muted", "chance", "cooldown", "queue_full",
-    "rate_limited", "user_flood", "duplicate", "timeout", "failed", "backend_down", "telegram_error",
-    "malformed_update", "unknown_update", "empty_reply",
+    "bot_sender",
+    "chat_type",
+    "no_text",
+    "command",
+    "muted",
+    "chance",
+    "cooldown",
+    "queue_full",
+    "rate_limited",
+    "user_flood",
+    "duplicate",
+    "timeout",
+    "failed",
+    "backend_down",
+    "telegram_error",
+    "malformed_update",
+    "unknown_update",
+    "empty_reply",
 )
 for _reason in SKIP_REASONS:
     SKIPS.labels(reason=_reason)

@@ -96,8 +96,14 @@ class RateLimiter:
     """`clock` (a `time.monotonic`-like callable) and `sleep` time the waits of `acquire`; tests
     pass their own. The windows themselves run on Redis' clock."""
 
-    def __init__(self, redis: aioredis.Redis, prefix: str, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep):
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
         self.redis = redis
         self.prefix = prefix
         self.local = LocalWindows(clock)

@@ -15,15 +15,14 @@ import redis.asyncio as aioredis
 from aiogram.types import Message
 from redis.exceptions import RedisError
 
-from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
-from shared.schemas import GenerationParams
-from shared.settings import Settings
-
 from services.bot import metrics, texts
 from services.bot.delivery import Delivery, clean_reply
 from services.bot.policy import ReplyKind
 from services.bot.rate_limit import RateLimiter, Window
 from services.bot.typing_indicator import TypingIndicator
+from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
+from shared.schemas import GenerationParams
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +119,10 @@ class Responder:
             except (JobTimeout, JobFailed, BackendUnavailable) as exc:
                 reason = {JobTimeout: "timeout", JobFailed: "failed"}.get(type(exc), "backend_down")
                 metrics.SKIPS.labels(reason=reason).inc()
-                log.warning("no reply from the workers", extra={"chat_id": chat.id, "kind": kind, "reason": reason, "error": str(exc)})
+                log.warning(
+                    "no reply from the workers",
+                    extra={"chat_id": chat.id, "kind": kind, "reason": reason, "error": str(exc)},
+                )
                 await self._apologise(message, kind)
                 return
             text = clean_reply(result.text)
@@ -135,8 +137,12 @@ class Responder:
             log.info(
                 "replied",
                 extra={
-                    "chat_id": chat.id, "kind": kind, "turns": len(dialog), "job_id": job_id,
-                    "queue_ms": result.queue_ms, "generate_ms": result.generate_ms,
+                    "chat_id": chat.id,
+                    "kind": kind,
+                    "turns": len(dialog),
+                    "job_id": job_id,
+                    "queue_ms": result.queue_ms,
+                    "generate_ms": result.generate_ms,
                     "update_to_reply_s": round(time.monotonic() - received_at, 3) if received_at else None,
                 },
             )

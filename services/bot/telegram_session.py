@@ -83,13 +83,19 @@ class BotSession(AiohttpSession):
 class RetryAfterMiddleware(BaseRequestMiddleware):
     """Wait out a 429 and retry once; count network errors (timeouts) by kind."""
 
-    def __init__(self, limiter: RateLimiter | None, max_retry_after_s: float,
-                 retry_windows: Callable[[Any], list[Window]] | None = None):
+    def __init__(
+        self,
+        limiter: RateLimiter | None,
+        max_retry_after_s: float,
+        retry_windows: Callable[[Any], list[Window]] | None = None,
+    ):
         self.limiter = limiter
         self.max_retry_after_s = max_retry_after_s
         self.retry_windows = retry_windows
 
-    async def __call__(self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]):
+    async def __call__(
+        self, make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ):
         try:
             return await self._call(make_request, bot, method)
         except TelegramRetryAfter as exc:
@@ -104,10 +110,15 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
                     extra={"method": name, "retry_after": exc.retry_after, "max_retry_after_s": self.max_retry_after_s},
                 )
                 raise
-            log.warning("telegram 429: waiting and retrying once", extra={"method": name, "retry_after": exc.retry_after})
+            log.warning(
+                "telegram 429: waiting and retrying once", extra={"method": name, "retry_after": exc.retry_after}
+            )
             if self.limiter is not None and self.retry_windows is not None and not isinstance(method, GetUpdates):
                 # Waits out the block set above, then reserves the retry's slot.
-                if await self.limiter.acquire(self.retry_windows(chat_id), exc.retry_after + self.max_retry_after_s) is None:
+                if (
+                    await self.limiter.acquire(self.retry_windows(chat_id), exc.retry_after + self.max_retry_after_s)
+                    is None
+                ):
                     log.warning("telegram 429: no send slot for the retry", extra={"method": name})
                     raise
             else:
@@ -115,7 +126,9 @@ class RetryAfterMiddleware(BaseRequestMiddleware):
             return await self._call(make_request, bot, method)
 
     @staticmethod
-    async def _call(make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]):
+    async def _call(
+        make_request: NextRequestMiddlewareType[TelegramType], bot: Bot, method: TelegramMethod[TelegramType]
+    ):
         try:
             return await make_request(bot, method)
         except TelegramNetworkError as exc:

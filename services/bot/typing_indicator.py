@@ -1,4 +1,4 @@
-""""typing…" in a chat while replies for it are being made: one indicator per chat, however many.
+""" "typing…" in a chat while replies for it are being made: one indicator per chat, however many.
 
 `ChatActionSender.typing` refreshes the action every few seconds (Telegram shows it for about
 five). Ten replies in flight in one group would otherwise send ten chat actions every interval;
@@ -39,7 +39,9 @@ class TypingIndicator:
         entry = self._active.get(key)
         started = entry is None
         if entry is None:
-            sender = _QuietTyping.typing(chat_id=chat_id, bot=self.bot, message_thread_id=thread_id, interval=self.interval_s)
+            sender = _QuietTyping.typing(
+                chat_id=chat_id, bot=self.bot, message_thread_id=thread_id, interval=self.interval_s
+            )
             entry = self._active[key] = [sender, 0]
         entry[1] += 1  # before any await: a concurrent exit must not stop a sender still wanted
         try:

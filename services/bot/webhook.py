@@ -54,7 +54,7 @@ class WebhookHandler:
     async def _feed(self, update: Update) -> None:
         try:
             await self.dispatcher.feed_update(self.bot, update)
-        except Exception:  # noqa: BLE001 - one bad update must not take the server down
+        except Exception:
             log.exception("update handling failed", extra={"update_id": update.update_id})
 
 
@@ -62,7 +62,9 @@ async def healthz(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def create_webhook_app(dispatcher: Dispatcher, bot: Bot, secret: str, path: str) -> tuple[web.Application, WebhookHandler]:
+def create_webhook_app(
+    dispatcher: Dispatcher, bot: Bot, secret: str, path: str
+) -> tuple[web.Application, WebhookHandler]:
     handler = WebhookHandler(dispatcher, bot, secret)
     app = web.Application(client_max_size=1024 * 1024)
     app.router.add_post(path, handler.handle)

@@ -13,13 +13,12 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from shared.db import make_async_engine
-from shared.generation_client import GenerationClient
-from shared.settings import Settings, get_settings
-
 from services.gateway import queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
 from services.gateway.routes import admin_chats, admin_data, admin_models, admin_page, admin_system, health, replies
+from shared.db import make_async_engine
+from shared.generation_client import GenerationClient
+from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,9 @@ async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
     """The database is down or restarting: say so (503) instead of a bare 500; nothing was written
     (each request's changes are one transaction)."""
     log.warning("database error", extra={"error": type(exc.orig).__name__ if exc.orig else type(exc).__name__})
-    return JSONResponse({"detail": "the database is unavailable, try again shortly"}, status_code=503,
-                        headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"detail": "the database is unavailable, try again shortly"}, status_code=503, headers={"Retry-After": "5"}
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

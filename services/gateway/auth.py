@@ -41,7 +41,10 @@ AdminDep = Depends(require_admin)
 # Documented on every admin operation (OpenAPI), with the shared error body.
 ADMIN_RESPONSES = {
     400: {"description": "The body is not parseable (not JSON, broken encoding)"},
-    401: {"description": "Missing or wrong admin token", "content": {"application/json": {"example": {"detail": "missing or wrong admin token"}}}},
+    401: {
+        "description": "Missing or wrong admin token",
+        "content": {"application/json": {"example": {"detail": "missing or wrong admin token"}}},
+    },
     403: {"description": "The admin API is off (no ADMIN_TOKEN configured)"},
     503: {"description": "Redis or the database is unavailable (see Retry-After)"},
 }

@@ -25,7 +25,9 @@ class ReplyRequest(BaseModel):
     dialog: list[str] = Field(description="Turns of the conversation, newest first; the reply answers dialog[0].")
     params: GenerationParams = Field(default_factory=GenerationParams)
     wait: bool = Field(default=True, description="false: return 202 and a job id at once, poll /v1/jobs/{id}.")
-    timeout_s: float | None = Field(default=None, ge=1, le=300, description="How long to wait; default REPLY_TIMEOUT_S.")
+    timeout_s: float | None = Field(
+        default=None, ge=1, le=300, description="How long to wait; default REPLY_TIMEOUT_S."
+    )
 
 
 class ReplyResponse(GenerationResult):

@@ -59,8 +59,17 @@ def main() -> None:
 
     # Celery's start-up banner is third-party chatter like its INFO lines: shown with LOG_LEVEL=DEBUG.
     quiet = [] if get_settings().log_level.upper() == "DEBUG" else ["--quiet"]
-    argv = [*quiet, "worker", *pool_args(), "--queues", ",".join(QUEUES), "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle"]
+    argv = [
+        *quiet,
+        "worker",
+        *pool_args(),
+        "--queues",
+        ",".join(QUEUES),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     app.worker_main(argv + sys.argv[1:])
 
 

@@ -195,7 +195,9 @@ def load_backend(kind: str, model_dir: Path, options: BackendOptions | None = No
             try:
                 return BACKENDS[candidate](model_dir, options)
             except Exception as exc:  # the fast one may not load (conversion, CPU support)
-                log.warning("backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)[:500]})
+                log.warning(
+                    "backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)[:500]}
+                )
         raise RuntimeError(f"no inference backend could load {model_dir}")
     if kind not in BACKENDS:
         raise ValueError(f"unknown INFERENCE_BACKEND {kind!r}; choose one of {sorted(BACKENDS)} or auto")

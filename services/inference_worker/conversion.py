@@ -36,8 +36,17 @@ QUANTIZATIONS = ("int8", "float32")
 ENGINES = {"onnxruntime": ("onnx", "model.onnx"), "ctranslate2": ("ct2", "model.bin")}
 META_FILE = "dvach-conversion.json"
 # Files whose change means the checkpoint changed (weights, config, tokenizer).
-_SOURCE_PATTERNS = ("config.json", "*.safetensors", "*.bin", "tokenizer.json", "vocab.json", "merges.txt",
-                    "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+_SOURCE_PATTERNS = (
+    "config.json",
+    "*.safetensors",
+    "*.bin",
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 
 
 class ConversionError(RuntimeError):
@@ -74,8 +83,9 @@ def read_meta(out_dir: Path) -> dict | None:
         return None
 
 
-def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None, *,
-                     engine: str) -> Path:
+def ensure_converted(
+    model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None, *, engine: str
+) -> Path:
     """The folder of `engine`'s conversion of `model_dir`, converting it first if needed.
 
     Raises ConversionError (with the converter's own explanation) when the checkpoint cannot be converted.
@@ -97,12 +107,20 @@ def ensure_converted(model_dir: Path, quantization: str = "int8", cache_dir: Pat
         tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         started = time.perf_counter()
-        log.info("converting the model", extra={"model": str(model_dir), "engine": engine, "quantization": quantization,
-                                                 "out": str(out)})
+        log.info(
+            "converting the model",
+            extra={"model": str(model_dir), "engine": engine, "quantization": quantization, "out": str(out)},
+        )
         try:
             _convert_in_child(model_dir, tmp, quantization, engine)
-            meta = {"source": str(model_dir), "fingerprint": fingerprint, "engine": engine, "quantization": quantization,
-                    "converted_at": time.time(), "seconds": round(time.perf_counter() - started, 1)}
+            meta = {
+                "source": str(model_dir),
+                "fingerprint": fingerprint,
+                "engine": engine,
+                "quantization": quantization,
+                "converted_at": time.time(),
+                "seconds": round(time.perf_counter() - started, 1),
+            }
             (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
             if out.exists():  # a stale conversion of an older checkpoint: swap it out
                 stale = out.parent / f".{out.name}.stale-{os.getpid()}"
@@ -126,13 +144,27 @@ def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str
     # The child writes to this process's stderr (its progress shows where ours does) and leaves
     # the reason of a refusal in a file.
     error_file = out.parent / f"{out.name}.error"
-    args = [sys.executable, "-m", "services.inference_worker.conversion", str(model_dir),
-            "--out", str(out), "--quantization", quantization, "--engine", engine, "--error-file", str(error_file)]
+    args = [
+        sys.executable,
+        "-m",
+        "services.inference_worker.conversion",
+        str(model_dir),
+        "--out",
+        str(out),
+        "--quantization",
+        quantization,
+        "--engine",
+        engine,
+        "--error-file",
+        str(error_file),
+    ]
     try:
         done = subprocess.run(args, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
         if done.returncode != 0:
             reason = error_file.read_text().strip() if error_file.exists() else ""
-            raise ConversionError(reason or f"conversion of {model_dir} failed (exit {done.returncode}; its log is above)")
+            raise ConversionError(
+                reason or f"conversion of {model_dir} failed (exit {done.returncode}; its log is above)"
+            )
     finally:
         error_file.unlink(missing_ok=True)
 
@@ -150,8 +182,10 @@ def check_vocabulary(model_dir: Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except Exception as exc:  # missing or broken tokenizer files
-        raise ConversionError(f"{model_dir} has no usable tokenizer ({type(exc).__name__}: {exc}); "
-                              "the converter needs the tokenizer saved in the model folder") from exc
+        raise ConversionError(
+            f"{model_dir} has no usable tokenizer ({type(exc).__name__}: {exc}); "
+            "the converter needs the tokenizer saved in the model folder"
+        ) from exc
     try:
         codec = TextCodec.from_transformers(tokenizer, config.vocab_size)
     except VocabularyError as exc:
@@ -173,10 +207,16 @@ def convert(model_dir: Path, out: Path, quantization: str, engine: str) -> Path:
         _convert_ctranslate2(model_dir, out, quantization)
     # The worker tokenizes with the `tokenizers` library alone (no transformers/torch in its memory).
     tokenizer.backend_tokenizer.save(str(Path(out) / "tokenizer.json"))
-    (Path(out) / "dvach-tokenizer.json").write_text(json.dumps(
-        {"eos_token": codec.eos_token, "eos_token_id": codec.eos_id, "size": len(tokenizer),
-         "vocab_size": codec.vocab_size}
-    ))
+    (Path(out) / "dvach-tokenizer.json").write_text(
+        json.dumps(
+            {
+                "eos_token": codec.eos_token,
+                "eos_token_id": codec.eos_id,
+                "size": len(tokenizer),
+                "vocab_size": codec.vocab_size,
+            }
+        )
+    )
     return Path(out)
 
 

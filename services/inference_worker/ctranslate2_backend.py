@@ -23,10 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.schemas import GenerationParams
-
 from services.inference_worker.backends import BackendOptions, Continuation, ConvertedBackend
 from services.inference_worker.sampling import sample_next
+from shared.schemas import GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,9 @@ class CTranslate2Backend(ConvertedBackend):
 
         opts = self.options
         self.lanes = lanes_for(opts)
-        self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(opts.cores, self.lanes, model_width(model_dir))
+        self.threads_per_lane = opts.threads_per_lane or default_threads_per_lane(
+            opts.cores, self.lanes, model_width(model_dir)
+        )
         self.generator = ctranslate2.Generator(
             str(self.converted_dir),
             device="cpu",
@@ -120,8 +121,12 @@ class CTranslate2Backend(ConvertedBackend):
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
         result = self.generator.generate_batch(
-            [self._tokens(prompt)], max_length=1, include_prompt_in_result=False,
-            return_logits_vocab=True, sampling_topk=1, end_token=[],
+            [self._tokens(prompt)],
+            max_length=1,
+            include_prompt_in_result=False,
+            return_logits_vocab=True,
+            sampling_topk=1,
+            end_token=[],
         )[0]
         return np.array(result.logits[0][0], dtype=np.float32)
 
@@ -136,4 +141,3 @@ class CTranslate2Backend(ConvertedBackend):
             ids.append(token)
             new.append(token)
         return self.continuation(new)
-

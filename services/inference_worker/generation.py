@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from shared.schemas import GenerationParams
-
 from services.inference_worker.backends import Backend
+from shared.schemas import GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +27,15 @@ class Reply:
 
 
 class Generator:
-    def __init__(self, backend: Backend, *, max_turn_tokens: int = 256, max_context_tokens: int = 768, attempts: int = 3,
-                 lowercase: bool = True):
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        max_turn_tokens: int = 256,
+        max_context_tokens: int = 768,
+        attempts: int = 3,
+        lowercase: bool = True,
+    ):
         self.backend = backend
         self.codec = backend.codec
         self.lowercase = lowercase

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client import multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,16 @@ log = logging.getLogger(__name__)
 
 # Files of a checkpoint besides its weights: config, generation defaults, every tokenizer format.
 _CHECKPOINT_FILES = {
-    "config.json", "generation_config.json", "version.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.json", "merges.txt", "vocab.txt",
+    "config.json",
+    "generation_config.json",
+    "version.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
 }
 _TOKENIZER_SUFFIXES = (".model", ".tiktoken")  # sentencepiece / tiktoken vocabularies
 # Weight formats, preferred first: a (sharded) file and its index.
@@ -116,7 +123,9 @@ def download(name: str) -> Path:
         try:
             info = HfApi().model_info(name)
         except (RepositoryNotFoundError, GatedRepoError, RevisionNotFoundError) as exc:
-            raise ModelNotFound(f"the model hub has no (accessible) model {name!r}: {str(exc).splitlines()[0]}") from exc
+            raise ModelNotFound(
+                f"the model hub has no (accessible) model {name!r}: {str(exc).splitlines()[0]}"
+            ) from exc
         except HFValidationError as exc:
             raise ModelNotFound(f"MODEL_NAME_OR_PATH={name!r} is neither a folder nor a hub name ({exc})") from exc
         except HfHubHTTPError as exc:
@@ -129,13 +138,17 @@ def download(name: str) -> Path:
     except ConnectionError as exc:
         cached = _cached_snapshot(name, try_to_load_from_cache)
         if cached is not None:
-            log.warning("model hub unreachable: serving the cached copy", extra={"model": name, "path": str(cached),
-                                                                                    "reason": _reason(exc)})
+            log.warning(
+                "model hub unreachable: serving the cached copy",
+                extra={"model": name, "path": str(cached), "reason": _reason(exc)},
+            )
             return cached
         raise
     patterns = files_to_fetch([s.rfilename for s in info.siblings or []])
-    log.info("downloading the model (cached files are reused)",
-             extra={"model": name, "revision": info.sha, "files": ", ".join(patterns)})
+    log.info(
+        "downloading the model (cached files are reused)",
+        extra={"model": name, "revision": info.sha, "files": ", ".join(patterns)},
+    )
     try:
         # By branch (not info.sha) so that the cache records where main points, for offline starts.
         path = snapshot_download(name, allow_patterns=patterns, tqdm_class=_DownloadProgress)
@@ -198,8 +211,16 @@ def main() -> None:
     except ModelNotFound as exc:
         print(f"ModelNotFound: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps({"path": str(source.path), "version": source.version, "fallback": source.fallback,
-                      "generation_defaults": source.generation_defaults}))
+    print(
+        json.dumps(
+            {
+                "path": str(source.path),
+                "version": source.version,
+                "fallback": source.fallback,
+                "generation_defaults": source.generation_defaults,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

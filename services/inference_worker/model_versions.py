@@ -93,7 +93,9 @@ class VersionWatcher:
             now = time.monotonic()
             if now - self._last_redis_warning > 60:
                 self._last_redis_warning = now
-                log.warning("cannot read the active model version; serving the loaded one", extra={"error": str(exc)[:300]})
+                log.warning(
+                    "cannot read the active model version; serving the loaded one", extra={"error": str(exc)[:300]}
+                )
             return None
 
     # --- loading --------------------------------------------------------------------------
@@ -122,7 +124,13 @@ class VersionWatcher:
             self.refused[(desired.name, desired.generation)] = error
             log.error(
                 "model version failed to load; keeping the old model",
-                extra={"version": desired.name, "generation": desired.generation, "path": str(path), "serving": old, "error": error},
+                extra={
+                    "version": desired.name,
+                    "generation": desired.generation,
+                    "path": str(path),
+                    "serving": old,
+                    "error": error,
+                },
             )
             try:
                 record_load_failure(self._clients(settings), desired.name, desired.generation, error)
@@ -137,7 +145,12 @@ class VersionWatcher:
         gc.collect()
         log.info(
             "model version switched",
-            extra={"from": old, "to": desired.name, "generation": desired.generation, "switch_s": round(time.perf_counter() - started, 2)},
+            extra={
+                "from": old,
+                "to": desired.name,
+                "generation": desired.generation,
+                "switch_s": round(time.perf_counter() - started, 2),
+            },
         )
         return True
 

@@ -53,12 +53,16 @@ def load_gpt2_weights(model_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
 
     config = json.loads((Path(model_dir) / "config.json").read_text())
     if config.get("model_type") != "gpt2":
-        raise UnsupportedModel(f"the ONNX Runtime backend builds GPT-2 graphs; this checkpoint is {config.get('model_type')!r}")
+        raise UnsupportedModel(
+            f"the ONNX Runtime backend builds GPT-2 graphs; this checkpoint is {config.get('model_type')!r}"
+        )
     for flag in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention"):
         if config.get(flag):
             raise UnsupportedModel(f"GPT-2 with {flag}=true is not supported by the ONNX Runtime backend")
     if config.get("activation_function", "gelu_new") not in ACTIVATIONS:
-        raise UnsupportedModel(f"activation {config.get('activation_function')!r} is not supported (one of {sorted(ACTIVATIONS)})")
+        raise UnsupportedModel(
+            f"activation {config.get('activation_function')!r} is not supported (one of {sorted(ACTIVATIONS)})"
+        )
     model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32, low_cpu_mem_usage=True)
     weights = {name: tensor.detach().numpy() for name, tensor in model.transformer.state_dict().items()}
     weights["lm_head.weight"] = model.lm_head.weight.detach().numpy()  # tied to wte in GPT-2, not always
@@ -124,8 +128,12 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         """x @ weight (+ bias); GPT-2's Conv1D stores weights [in, out]."""
         if int8:
             q, scale = quantize_int8(weight)
-            inputs = [x, data.add(f"{name}.weight", q), data.add(f"{name}.scale", scale),
-                      data.add(f"{name}.zero", np.int8(0))]
+            inputs = [
+                x,
+                data.add(f"{name}.weight", q),
+                data.add(f"{name}.scale", scale),
+                data.add(f"{name}.zero", np.int8(0)),
+            ]
             if bias is not None:
                 inputs.append(data.add(f"{name}.bias", bias))
             return node("DynamicQuantizeMatMul", inputs, f"{name}.out", domain="com.microsoft")
@@ -136,14 +144,25 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         if int8:
             q, scale = quantize_int8(table)
             rows = node("Gather", [data.add(f"{name}.weight", q), ids], f"{name}.rows")
-            return node("DequantizeLinear", [rows, data.add(f"{name}.scale", scale), data.add(f"{name}.zero", np.int8(0))],
-                        f"{name}.out")
+            return node(
+                "DequantizeLinear",
+                [rows, data.add(f"{name}.scale", scale), data.add(f"{name}.zero", np.int8(0))],
+                f"{name}.out",
+            )
         return node("Gather", [data.add(f"{name}.weight", table), ids], f"{name}.out")
 
     def layer_norm(x: str, prefix: str, name: str) -> str:
-        return node("LayerNormalization", [x, data.add(f"{name}.weight", weights[f"{prefix}.weight"]),
-                                           data.add(f"{name}.bias", weights[f"{prefix}.bias"])],
-                    f"{name}.out", axis=-1, epsilon=eps)
+        return node(
+            "LayerNormalization",
+            [
+                x,
+                data.add(f"{name}.weight", weights[f"{prefix}.weight"]),
+                data.add(f"{name}.bias", weights[f"{prefix}.bias"]),
+            ],
+            f"{name}.out",
+            axis=-1,
+            epsilon=eps,
+        )
 
     tokens = embedding(weights["wte.weight"], "input_ids", "wte")
     positions = node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
@@ -162,17 +181,29 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         attn_in = layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
         # packed [q | k | v], as GroupQueryAttention takes it
         qkv = matmul(attn_in, weights[f"{p}.attn.c_attn.weight"], f"l{i}.qkv", weights[f"{p}.attn.c_attn.bias"])
-        nodes.append(helper.make_node(
-            "GroupQueryAttention", [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
-            [f"l{i}.attn", f"present_key_{i}", f"present_value_{i}"], name=f"l{i}.attn", domain="com.microsoft",
-            num_heads=heads, kv_num_heads=heads,
-        ))
-        attn_out = matmul(f"l{i}.attn", weights[f"{p}.attn.c_proj.weight"], f"l{i}.attn_proj", weights[f"{p}.attn.c_proj.bias"])
+        nodes.append(
+            helper.make_node(
+                "GroupQueryAttention",
+                [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
+                [f"l{i}.attn", f"present_key_{i}", f"present_value_{i}"],
+                name=f"l{i}.attn",
+                domain="com.microsoft",
+                num_heads=heads,
+                kv_num_heads=heads,
+            )
+        )
+        attn_out = matmul(
+            f"l{i}.attn", weights[f"{p}.attn.c_proj.weight"], f"l{i}.attn_proj", weights[f"{p}.attn.c_proj.bias"]
+        )
         hidden = node("Add", [hidden, attn_out], f"l{i}.resid_1")
         mlp_in = layer_norm(hidden, f"{p}.ln_2", f"l{i}.ln_2")
         fc = matmul(mlp_in, weights[f"{p}.mlp.c_fc.weight"], f"l{i}.fc")
-        act = node(activation, [fc, data.add(f"l{i}.fc.bias", weights[f"{p}.mlp.c_fc.bias"])], f"l{i}.act",
-                   domain="com.microsoft")
+        act = node(
+            activation,
+            [fc, data.add(f"l{i}.fc.bias", weights[f"{p}.mlp.c_fc.bias"])],
+            f"l{i}.act",
+            domain="com.microsoft",
+        )
         mlp_out = matmul(act, weights[f"{p}.mlp.c_proj.weight"], f"l{i}.mlp_proj", weights[f"{p}.mlp.c_proj.bias"])
         hidden = node("Add", [hidden, mlp_out], f"l{i}.resid_2")
         for kind in ("key", "value"):
@@ -186,8 +217,11 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     node("Identity", [scores], "logits")
 
     graph = helper.make_graph(nodes, "gpt2-decoder", graph_inputs, graph_outputs, data.tensors)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
-                              producer_name="dvach-bot")
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="dvach-bot",
+    )
     model.ir_version = 8
     return model
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.schemas import GenerationParams
-
 from services.inference_worker.backends import BackendOptions, Continuation, ConvertedBackend
 from services.inference_worker.sampling import ban, draw, penalise
+from shared.schemas import GenerationParams
 
 DEFAULT_LANES = 2  # one lane can run a bulk batch while the other takes an interactive job
 
@@ -48,8 +47,9 @@ class OnnxRuntimeBackend(ConvertedBackend):
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = self.threads_per_lane
         session_options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.converted_dir / "model.onnx"), session_options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.converted_dir / "model.onnx"), session_options, providers=["CPUExecutionProvider"]
+        )
         self._ort = ort
         pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_")]
         self.layers, self.heads, self.head_size = len(pasts), pasts[0].shape[1], pasts[0].shape[3]
@@ -90,12 +90,18 @@ class OnnxRuntimeBackend(ConvertedBackend):
         steps = min(params.max_new_tokens, self.max_positions - width)
         if steps < 1:
             raise ValueError(f"a prompt of {width} tokens leaves no room in the model's {self.max_positions} positions")
-        cache = [np.zeros((rows, self.heads, width + steps, self.head_size), dtype=np.float32)
-                 for _ in range(2 * self.layers)]
-        logits = np.concatenate([
-            self._prefill(prompts[first:end], [c[first:end] for c in cache])  # rows of a C-ordered array: contiguous
-            for first, end in prefill_groups(lengths)
-        ])
+        cache = [
+            np.zeros((rows, self.heads, width + steps, self.head_size), dtype=np.float32)
+            for _ in range(2 * self.layers)
+        ]
+        logits = np.concatenate(
+            [
+                self._prefill(
+                    prompts[first:end], [c[first:end] for c in cache]
+                )  # rows of a C-ordered array: contiguous
+                for first, end in prefill_groups(lengths)
+            ]
+        )
         binding = self._binding(cache)
 
         seeds = [params.seed] * rows if params.seed is not None else np.random.SeedSequence().spawn(rows)
@@ -136,7 +142,9 @@ class OnnxRuntimeBackend(ConvertedBackend):
 
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
-        cache = [np.zeros((1, self.heads, len(prompt), self.head_size), dtype=np.float32) for _ in range(2 * self.layers)]
+        cache = [
+            np.zeros((1, self.heads, len(prompt), self.head_size), dtype=np.float32) for _ in range(2 * self.layers)
+        ]
         return self._prefill([prompt], cache)[0]
 
     def _prefill(self, prompts: list[list[int]], cache: list[np.ndarray]) -> np.ndarray:

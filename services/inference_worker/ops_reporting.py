@@ -36,7 +36,9 @@ def _remember_node(sender: str, **_kwargs) -> None:
 
 def report_model(model_version: str, backend: str) -> None:
     try:
-        ops_state.publish_worker_model(_redis(), NODE, {"model_version": model_version, "backend": backend, "pid": os.getpid()})
+        ops_state.publish_worker_model(
+            _redis(), NODE, {"model_version": model_version, "backend": backend, "pid": os.getpid()}
+        )
     except redis.RedisError as exc:
         log.warning("could not publish the served model", extra={"error": str(exc)})
 
@@ -51,7 +53,8 @@ def _record_failure(sender=None, task_id=None, exception=None, **_kwargs) -> Non
     metrics.JOBS.labels("failed").inc()
     try:
         ops_state.record_failure(
-            _redis(), {"job_id": task_id, "kind": type(exception).__name__, "message": str(exception)[:500], "worker": NODE}
+            _redis(),
+            {"job_id": task_id, "kind": type(exception).__name__, "message": str(exception)[:500], "worker": NODE},
         )
     except redis.RedisError as exc:
         log.warning("could not record a failed job", extra={"error": str(exc)})

@@ -16,13 +16,12 @@ import time
 
 from pydantic import ValidationError
 
-from shared.schemas import GenerateTask, GenerationParams
-from shared.settings import Settings
-
 from services.inference_worker.backends import Backend, BackendOptions, load_backend
 from services.inference_worker.generation import Generator
 from services.inference_worker.model_source import ModelSource, resolve_model
 from services.inference_worker.scheduler import Scheduler
+from shared.schemas import GenerateTask, GenerationParams
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +63,10 @@ class ModelRuntime:
         except ValidationError as exc:  # a version's defaults out of range: ours, and say so once per load
             if self.source is not None and not getattr(self, "_warned_defaults", False):
                 self._warned_defaults = True
-                log.warning("the model version's generation defaults are invalid; using the project's",
-                            extra={"model_version": self.version, "error": str(exc)[:300]})
+                log.warning(
+                    "the model version's generation defaults are invalid; using the project's",
+                    extra={"model_version": self.version, "error": str(exc)[:300]},
+                )
             return task.with_defaults({})
 
     def load(self, settings: Settings) -> None:

@@ -28,8 +28,9 @@ def ban(scores: np.ndarray, banned: np.ndarray | None) -> None:
         scores[banned] = -np.inf
 
 
-def sample_next(logits: np.ndarray, previous, params: GenerationParams, rng: np.random.Generator,
-                banned: np.ndarray | None = None) -> int:
+def sample_next(
+    logits: np.ndarray, previous, params: GenerationParams, rng: np.random.Generator, banned: np.ndarray | None = None
+) -> int:
     """The next token after `previous` (token ids so far, prompt included)."""
     scores = np.array(logits, dtype=np.float32)  # a copy: transformers works on float32 logits too
     ban(scores, banned)

@@ -37,9 +37,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
-from shared.schemas import GenerationParams
-
 from services.inference_worker.generation import Generator, Reply
+from shared.schemas import GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,9 @@ class Scheduler:
         self.lanes = max(1, lanes)
         self.max_batch = max(1, max_batch)
         self.batch_wait_s = batch_wait_s
-        self.batch_max_wait_s = max(batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s)
+        self.batch_max_wait_s = max(
+            batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s
+        )
         self.spread = spread
         self._clock = clock
         self.bulk_lanes = max(1, min(self.lanes, bulk_lanes if bulk_lanes else max(1, self.lanes - 1)))
@@ -114,8 +115,13 @@ class Scheduler:
             self._cond.notify_all()
         return job.future
 
-    def reply(self, dialog: list[str], params: GenerationParams, priority: Priority = "interactive",
-              timeout: float | None = None) -> Reply:
+    def reply(
+        self,
+        dialog: list[str],
+        params: GenerationParams,
+        priority: Priority = "interactive",
+        timeout: float | None = None,
+    ) -> Reply:
         return self.submit(dialog, params, priority).result(timeout)
 
     def pending(self) -> int:
@@ -174,7 +180,9 @@ class Scheduler:
 
     def _newest_compatible(self, head: Job) -> float:
         key = head.batch_key
-        return max((job.arrived for q in self._queues.values() for job in q if job.batch_key == key), default=head.arrived)
+        return max(
+            (job.arrived for q in self._queues.values() for job in q if job.batch_key == key), default=head.arrived
+        )
 
     def _compatible_count(self, head: Job) -> int:
         key = head.batch_key
@@ -223,8 +231,14 @@ class Scheduler:
         for job in batch:
             job.started, job.batch_size = started, len(batch)
         self.batch_sizes.append(len(batch))
-        log.info("batch started", extra={"size": len(batch), "priority": batch[0].priority,
-                                          "waited_ms": round((started - batch[0].arrived) * 1000, 1)})
+        log.info(
+            "batch started",
+            extra={
+                "size": len(batch),
+                "priority": batch[0].priority,
+                "waited_ms": round((started - batch[0].arrived) * 1000, 1),
+            },
+        )
         try:
             replies = self._generator().reply_many([job.dialog for job in batch], batch[0].params)
         except Exception as exc:  # one failure fails the batch; each caller sees it

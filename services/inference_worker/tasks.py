@@ -8,13 +8,12 @@ import time
 
 from celery import Task
 
-from shared.celery_app import QUEUE_BULK
-from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
-
 from services.inference_worker import metrics
 from services.inference_worker.app import app, settings
 from services.inference_worker.model_versions import switch_if_activated
 from services.inference_worker.runtime import runtime, scheduler_for
+from shared.celery_app import QUEUE_BULK
+from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
 
 log = logging.getLogger(__name__)
 HOSTNAME = socket.gethostname()
@@ -48,7 +47,12 @@ def generate(self: Task, **payload) -> dict:
     metrics.JOBS.labels("ok").inc()
     log.info(
         "reply generated",
-        extra={"request_id": task.request_id, "new_tokens": reply.new_tokens, "queue_ms": queue_ms, "generate_ms": generate_ms},
+        extra={
+            "request_id": task.request_id,
+            "new_tokens": reply.new_tokens,
+            "queue_ms": queue_ms,
+            "generate_ms": generate_ms,
+        },
     )
     return GenerationResult(
         text=reply.text,

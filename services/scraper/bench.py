@@ -52,8 +52,9 @@ def _pipeline(raw: bytes, board: str, num: int, *, max_turns: int, lowercase: bo
     return nodes, build_dialogs(nodes, max_turns=max_turns, lowercase=lowercase)
 
 
-def measure(data_dir: Path, *, rounds: int = 5, max_turns: int = 6, lowercase: bool = True,
-            drop_quotes: bool = False) -> dict:
+def measure(
+    data_dir: Path, *, rounds: int = 5, max_turns: int = 6, lowercase: bool = True, drop_quotes: bool = False
+) -> dict:
     """Run the pipeline `rounds` times over the recorded threads; return the figures."""
     files = find_thread_files(data_dir)
     if not files:
@@ -72,9 +73,15 @@ def measure(data_dir: Path, *, rounds: int = 5, max_turns: int = 6, lowercase: b
         links, resolved = count_links(nodes)
         lengths = Counter(len(d.turns) for d in dialogs)
         figures = {
-            "file": path.name, "board": board, "thread": num, "posts": len(nodes),
-            "usable_posts": sum(1 for n in nodes.values() if n.usable), "reply_links": links,
-            "resolved_links": resolved, "dialogs": len(dialogs), "lengths": dict(sorted(lengths.items())),
+            "file": path.name,
+            "board": board,
+            "thread": num,
+            "posts": len(nodes),
+            "usable_posts": sum(1 for n in nodes.values() if n.usable),
+            "reply_links": links,
+            "resolved_links": resolved,
+            "dialogs": len(dialogs),
+            "lengths": dict(sorted(lengths.items())),
         }
         per_file.append(figures)
         key = (board, num)

@@ -43,8 +43,31 @@ _BUMP_WORD = re.compile(r"^(?:б[ауы]мп\w*|bump\w*|ап+|up+|апну|ап�
 _SAGE_WORD = re.compile(r"^(?:саж[аеиуё]\w*|сагэ|sage\w*)$")
 # Words that come with a bump or a sage without adding anything ("бамп годному треду").
 _FILLER = {
-    "в", "во", "на", "тебе", "вам", "за", "щеку", "щёку", "щи", "тред", "треду", "треда", "этот", "этому",
-    "годный", "годному", "годноты", "годнота", "годноте", "пока", "ещё", "еще", "и", "а", "thread",
+    "в",
+    "во",
+    "на",
+    "тебе",
+    "вам",
+    "за",
+    "щеку",
+    "щёку",
+    "щи",
+    "тред",
+    "треду",
+    "треда",
+    "этот",
+    "этому",
+    "годный",
+    "годному",
+    "годноты",
+    "годнота",
+    "годноте",
+    "пока",
+    "ещё",
+    "еще",
+    "и",
+    "а",
+    "thread",
 }
 # A post answering dozens of posts is a roll call, not a reply; keep the first few links.
 MAX_PARENTS = 32
@@ -58,7 +81,7 @@ class CleanPost:
     reason: str | None = None  # why it is unusable: "empty", "bump" or "sage"
 
 
-def _link_target(anchor) -> int | None:  # noqa: ANN001 - a selectolax node
+def _link_target(anchor) -> int | None:
     attrs = anchor.attributes
     num = (attrs.get("data-num") or "").strip()
     if _DIGITS.match(num):
@@ -70,7 +93,7 @@ def _link_target(anchor) -> int | None:  # noqa: ANN001 - a selectolax node
     return int(match.group(1)) if match else None
 
 
-def _is_reply_link(anchor) -> bool:  # noqa: ANN001
+def _is_reply_link(anchor) -> bool:
     attrs = anchor.attributes
     return "post-reply-link" in (attrs.get("class") or "").split() or "data-num" in attrs
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from sqlalchemy import Engine
@@ -28,8 +28,9 @@ from shared.settings import REPO_ROOT, Settings, get_settings
 
 log = logging.getLogger("services.scraper")
 
-app = typer.Typer(help="2ch threads -> Postgres -> dialogs -> toxicity -> training set.", no_args_is_help=True,
-                  add_completion=False)
+app = typer.Typer(
+    help="2ch threads -> Postgres -> dialogs -> toxicity -> training set.", no_args_is_help=True, add_completion=False
+)
 
 DEFAULT_RECORDED = REPO_ROOT.parent / "shared" / "data" / "2ch"
 
@@ -92,10 +93,10 @@ def recorded_run(engine: Engine, kind: str) -> Iterator[dict]:
     store.finish_run(engine, run_id, store.RunCounts(), [], "finished", details)
 
 
-def _run_async(coro) -> object:  # noqa: ANN001
+def _run_async(coro) -> object:
     """Run `coro`; SIGTERM cancels it like Ctrl-C does, so a run is recorded as interrupted."""
 
-    async def main():  # noqa: ANN202
+    async def main():
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, task.cancel)
@@ -108,7 +109,7 @@ def _run_async(coro) -> object:  # noqa: ANN001
 def crawl(
     once: Annotated[bool, typer.Option("--once", help="One crawl, then exit (without it: like `run`).")] = False,
     force: Annotated[bool, typer.Option(help="Fetch listed threads even when the listing shows no change.")] = False,
-    boards: Annotated[Optional[str], typer.Option(help="Boards, comma-separated (default SCRAPER_BOARDS).")] = None,
+    boards: Annotated[str | None, typer.Option(help="Boards, comma-separated (default SCRAPER_BOARDS).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per board.")] = True,
 ) -> None:
     """Crawl the boards into the database: new threads, new posts, new dialogs."""
@@ -168,9 +169,9 @@ def run(progress: Annotated[bool, typer.Option(help="Show progress bars.")] = Fa
 
 @app.command()
 def score(
-    model: Annotated[Optional[str], typer.Option(help="Classifier (default TOXICITY_MODEL).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Default TOXICITY_BATCH_SIZE.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Score at most this many dialogs.")] = None,
+    model: Annotated[str | None, typer.Option(help="Classifier (default TOXICITY_MODEL).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Default TOXICITY_BATCH_SIZE.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score at most this many dialogs.")] = None,
     rescore: Annotated[bool, typer.Option(help="First forget scores given by other models.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
@@ -182,22 +183,27 @@ def score(
     name = model or settings.toxicity_model
     with open_database(settings) as engine:
         try:
-            scorer = ToxicityScorer(name, label=settings.toxicity_label, max_tokens=settings.toxicity_max_tokens,
-                                    torch_threads=settings.torch_threads)
+            scorer = ToxicityScorer(
+                name,
+                label=settings.toxicity_label,
+                max_tokens=settings.toxicity_max_tokens,
+                torch_threads=settings.torch_threads,
+            )
         except (OSError, ValueError) as exc:
             _fail(f"cannot load the toxicity model {name!r}: {exc}")
         with recorded_run(engine, "score") as details:
             cleared = store.clear_scores(engine, keep_model=scorer.name) if rescore else 0
-            done = score_dialogs(engine, scorer, batch_size=batch_size or settings.toxicity_batch_size, limit=limit,
-                                 progress=progress)
+            done = score_dialogs(
+                engine, scorer, batch_size=batch_size or settings.toxicity_batch_size, limit=limit, progress=progress
+            )
             details.update(model=scorer.name, cleared=cleared, scored=done)
         _print({**details, "unscored_left": store.count_unscored(engine)})
 
 
 @app.command()
 def export(
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default EXPORT_DIR or DATA_DIR/dataset).")] = None,
-    quantile: Annotated[Optional[float], typer.Option(help="Toxicity quantile (default EXPORT_QUANTILE).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default EXPORT_DIR or DATA_DIR/dataset).")] = None,
+    quantile: Annotated[float | None, typer.Option(help="Toxicity quantile (default EXPORT_QUANTILE).")] = None,
 ) -> None:
     """Write the dialogs at or above the toxicity quantile as JSONL and as a `datasets` dataset."""
     from services.scraper.config import export_dir
@@ -207,10 +213,13 @@ def export(
     with open_database(settings) as engine:
         try:
             with recorded_run(engine, "export") as details:
-                summary = export_dataset(engine, out or export_dir(settings),
-                                         settings.export_quantile if quantile is None else quantile)
-                details.update({k: summary[k] for k in ("quantile", "threshold", "dialogs_scored", "dialogs_exported")},
-                               out=summary["files"]["jsonl"])
+                summary = export_dataset(
+                    engine, out or export_dir(settings), settings.export_quantile if quantile is None else quantile
+                )
+                details.update(
+                    {k: summary[k] for k in ("quantile", "threshold", "dialogs_scored", "dialogs_exported")},
+                    out=summary["files"]["jsonl"],
+                )
         except (NothingToExport, ValueError) as exc:
             _fail(str(exc))
     _print(summary)
@@ -240,8 +249,13 @@ def bench(
 
     settings = _settings()
     try:
-        result = measure(data_dir, rounds=rounds, max_turns=settings.scraper_max_dialog_turns,
-                         lowercase=settings.scraper_lowercase, drop_quotes=settings.scraper_drop_quotes)
+        result = measure(
+            data_dir,
+            rounds=rounds,
+            max_turns=settings.scraper_max_dialog_turns,
+            lowercase=settings.scraper_lowercase,
+            drop_quotes=settings.scraper_drop_quotes,
+        )
     except FileNotFoundError as exc:
         _fail(str(exc))
     if not per_file:

@@ -124,8 +124,14 @@ class DvachClient:
     `clock` and `sleep` pace the requests and time the retries (tests pass their own clock);
     `transport` is httpx's (default: the network)."""
 
-    def __init__(self, config: ScraperConfig, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep,
-                 transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(
+        self,
+        config: ScraperConfig,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ):
         self.config = config
         self._http = httpx.AsyncClient(
             base_url=config.base_url,
@@ -141,7 +147,7 @@ class DvachClient:
         # Listings are asked for every run: remember the last one to make use of a 304.
         self._listings: dict[str, tuple[str | None, str | None, ParsedListing]] = {}
 
-    async def __aenter__(self) -> "DvachClient":
+    async def __aenter__(self) -> DvachClient:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -204,9 +210,7 @@ class DvachClient:
                         # A 200 whose JSON stops halfway is a transport accident more often than not.
                         error = FetchError("malformed", f"{path}: invalid JSON ({exc}; {len(body)} bytes)")
                     else:
-                        return Fetched(
-                            "ok", data, response.headers.get("ETag"), response.headers.get("Last-Modified")
-                        )
+                        return Fetched("ok", data, response.headers.get("ETag"), response.headers.get("Last-Modified"))
                 elif status == 304:
                     return Fetched("not_modified", etag=etag, last_modified=last_modified)
                 elif status in (404, 410):
@@ -218,8 +222,10 @@ class DvachClient:
                     raise FetchError("http", f"{path}: HTTP {status}")
             if attempt < self.config.max_retries:
                 wait = self._backoff(attempt, retry_after)
-                log.info("retrying request", extra={"path": path, "error": str(error), "attempt": attempt + 1,
-                                                    "wait_s": round(wait, 3)})
+                log.info(
+                    "retrying request",
+                    extra={"path": path, "error": str(error), "attempt": attempt + 1, "wait_s": round(wait, 3)},
+                )
                 await self._sleep(wait)
         raise error
 
@@ -241,6 +247,8 @@ class DvachClient:
             return parsed
         raise FetchError("http", f"/{board}/: neither catalog.json nor threads.json exists")
 
-    async def thread(self, board: str, num: int, *, etag: str | None = None, last_modified: str | None = None) -> Fetched:
+    async def thread(
+        self, board: str, num: int, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Fetched:
         """The JSON of thread `num` (not validated here: the crawler parses it off the event loop)."""
         return await self.get_json(f"/{board}/res/{num}.json", etag=etag, last_modified=last_modified)

@@ -43,7 +43,7 @@ class ScraperConfig:
     drop_quotes: bool = False
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "ScraperConfig":
+    def from_settings(cls, settings: Settings) -> ScraperConfig:
         """The scraper's part of the environment settings."""
         return cls(
             base_url=settings.dvach_base_url.rstrip("/"),

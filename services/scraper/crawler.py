@@ -18,13 +18,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
-from shared.scrape_requests import wait_for_crawl_request
-
 from services.scraper import metrics, store
 from services.scraper.api_models import ListingThread, MalformedResponse, parse_thread
 from services.scraper.client import DvachClient, FetchError
 from services.scraper.config import ScraperConfig
 from services.scraper.store import DatabaseUnavailable, RunCounts
+from shared.scrape_requests import wait_for_crawl_request
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +46,24 @@ class RunReport:
         self.errors.append(f"{kind}: {message}")
 
     def as_dict(self) -> dict:
-        return {"run_id": self.run_id, "status": self.status, **vars(self.counts),
-                "seconds": round(self.seconds, 3), "error_messages": self.errors[:20]}
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            **vars(self.counts),
+            "seconds": round(self.seconds, 3),
+            "error_messages": self.errors[:20],
+        }
 
 
-async def _db(function, *args, **kwargs):  # noqa: ANN001, ANN202
+async def _db(function, *args, **kwargs):
     """Run a blocking store call in a worker thread; a lost server becomes DatabaseUnavailable."""
     try:
         return await asyncio.to_thread(function, *args, **kwargs)
     except SQLAlchemyError as exc:
         if store.is_connection_problem(exc):
-            raise DatabaseUnavailable(f"database unavailable: {type(exc.orig or exc).__name__}: {exc.orig or exc}") from exc
+            raise DatabaseUnavailable(
+                f"database unavailable: {type(exc.orig or exc).__name__}: {exc.orig or exc}"
+            ) from exc
         raise
 
 
@@ -90,7 +96,9 @@ class Crawler:
             except DatabaseUnavailable as exc:
                 report.status = "failed"
                 report.error("database", str(exc))
-                log.error("crawl stopped: the database is unavailable", extra={"run_id": report.run_id, "error": str(exc)})
+                log.error(
+                    "crawl stopped: the database is unavailable", extra={"run_id": report.run_id, "error": str(exc)}
+                )
                 await self._record_end(report, started)
                 raise
             except (asyncio.CancelledError, KeyboardInterrupt):
@@ -140,8 +148,10 @@ class Crawler:
         skipped = len(wanted) - len(todo)
         report.counts.threads_unchanged += skipped
         metrics.THREADS_UNCHANGED.labels(board=board, why="listing").inc(skipped)
-        log.info("board listed", extra={"board": board, "threads": len(listing.threads), "wanted": len(wanted),
-                                        "to_fetch": len(todo)})
+        log.info(
+            "board listed",
+            extra={"board": board, "threads": len(listing.threads), "wanted": len(wanted), "to_fetch": len(todo)},
+        )
         with tqdm(total=len(todo), desc=f"/{board}/", unit="thread", disable=not self.progress) as bar:
             try:
                 async with asyncio.TaskGroup() as group:
@@ -154,8 +164,9 @@ class Crawler:
                 raise (lost or group_error).exceptions[0] from None
         return True
 
-    async def _crawl_thread(self, board: str, entry: ListingThread, state: store.ThreadState | None,
-                            report: RunReport) -> None:
+    async def _crawl_thread(
+        self, board: str, entry: ListingThread, state: store.ThreadState | None, report: RunReport
+    ) -> None:
         num = entry.num
         try:
             fetched = await self.client.thread(
@@ -208,8 +219,16 @@ class Crawler:
         metrics.THREADS_FETCHED.labels(board=board).inc()
         metrics.POSTS_ADDED.labels(board=board).inc(saved.posts_added)
         metrics.DIALOGS_ADDED.labels(board=board).inc(saved.dialogs_added)
-        log.info("thread stored", extra={"board": board, "thread_num": num, "posts": len(thread.posts),
-                                         "posts_added": saved.posts_added, "dialogs_added": saved.dialogs_added})
+        log.info(
+            "thread stored",
+            extra={
+                "board": board,
+                "thread_num": num,
+                "posts": len(thread.posts),
+                "posts_added": saved.posts_added,
+                "dialogs_added": saved.dialogs_added,
+            },
+        )
 
 
 async def run_forever(

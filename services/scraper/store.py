@@ -100,8 +100,9 @@ def start_run(engine: Engine, boards: Iterable[str], kind: str = "crawl") -> int
         ).scalar_one()
 
 
-def finish_run(engine: Engine, run_id: int, counts: RunCounts, messages: list[str], status: str,
-               details: dict | None = None) -> None:
+def finish_run(
+    engine: Engine, run_id: int, counts: RunCounts, messages: list[str], status: str, details: dict | None = None
+) -> None:
     """Record how a run ended."""
     with engine.begin() as conn:
         conn.execute(
@@ -149,7 +150,10 @@ def thread_states(engine: Engine, board: str, nums: Iterable[int]) -> dict[int, 
         threads_t.c.num, threads_t.c.posts_count, threads_t.c.lasthit, threads_t.c.etag, threads_t.c.last_modified
     ).where(threads_t.c.board == board, threads_t.c.num.in_(nums))
     with engine.connect() as conn:
-        return {row.num: ThreadState(row.posts_count, row.lasthit, row.etag, row.last_modified) for row in conn.execute(query)}
+        return {
+            row.num: ThreadState(row.posts_count, row.lasthit, row.etag, row.last_modified)
+            for row in conn.execute(query)
+        }
 
 
 def mark_seen(engine: Engine, board: str, nums: Iterable[int]) -> None:
@@ -158,7 +162,9 @@ def mark_seen(engine: Engine, board: str, nums: Iterable[int]) -> None:
     if nums:
         with engine.begin() as conn:
             conn.execute(
-                update(threads_t).where(threads_t.c.board == board, threads_t.c.num.in_(nums)).values(last_seen_at=func.now())
+                update(threads_t)
+                .where(threads_t.c.board == board, threads_t.c.num.in_(nums))
+                .values(last_seen_at=func.now())
             )
 
 
@@ -251,7 +257,9 @@ def save_thread(
             if dialogs:
                 dialogs_added = len(
                     conn.execute(
-                        pg_insert(dialogs_t).on_conflict_do_nothing(index_elements=["turns_hash"]).returning(dialogs_t.c.id),
+                        pg_insert(dialogs_t)
+                        .on_conflict_do_nothing(index_elements=["turns_hash"])
+                        .returning(dialogs_t.c.id),
                         [
                             dict(
                                 turns_hash=d.turns_hash,
@@ -278,7 +286,9 @@ def count_dialogs(engine: Engine) -> int:
 
 def count_unscored(engine: Engine) -> int:
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(dialogs_t).where(dialogs_t.c.toxicity.is_(None))).scalar_one()
+        return conn.execute(
+            select(func.count()).select_from(dialogs_t).where(dialogs_t.c.toxicity.is_(None))
+        ).scalar_one()
 
 
 def unscored_batch(engine: Engine, after_id: int, limit: int) -> list[tuple[int, str]]:
@@ -356,14 +366,18 @@ def score_summary(engine: Engine) -> dict:
             return {"scored": 0}
         points = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
         values = conn.execute(
-            text("SELECT percentile_cont(CAST(:points AS float8[])) WITHIN GROUP (ORDER BY toxicity) "
-                 "FROM dialogs WHERE toxicity IS NOT NULL"),
+            text(
+                "SELECT percentile_cont(CAST(:points AS float8[])) WITHIN GROUP (ORDER BY toxicity) "
+                "FROM dialogs WHERE toxicity IS NOT NULL"
+            ),
             {"points": points},
         ).scalar_one()
         bins = dict(
             conn.execute(
-                text("SELECT least(width_bucket(toxicity, 0, 1, 10), 10) AS bin, count(*) FROM dialogs "
-                     "WHERE toxicity IS NOT NULL GROUP BY bin ORDER BY bin")
+                text(
+                    "SELECT least(width_bucket(toxicity, 0, 1, 10), 10) AS bin, count(*) FROM dialogs "
+                    "WHERE toxicity IS NOT NULL GROUP BY bin ORDER BY bin"
+                )
             ).all()
         )
     return {
@@ -376,23 +390,35 @@ def score_summary(engine: Engine) -> dict:
 def database_stats(engine: Engine) -> dict:
     """Counts of the scraper's tables, dialog lengths and how many reply links found their parent."""
     with engine.connect() as conn:
-        counts = conn.execute(
-            text(
-                "SELECT (SELECT count(*) FROM threads) AS threads, (SELECT count(*) FROM posts) AS posts, "
-                "(SELECT count(*) FROM posts WHERE is_usable) AS usable_posts, "
-                "(SELECT count(*) FROM dialogs) AS dialogs, "
-                "(SELECT count(*) FROM dialogs WHERE toxicity IS NOT NULL) AS scored_dialogs"
+        counts = (
+            conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM threads) AS threads, (SELECT count(*) FROM posts) AS posts, "
+                    "(SELECT count(*) FROM posts WHERE is_usable) AS usable_posts, "
+                    "(SELECT count(*) FROM dialogs) AS dialogs, "
+                    "(SELECT count(*) FROM dialogs WHERE toxicity IS NOT NULL) AS scored_dialogs"
+                )
             )
-        ).mappings().one()
-        lengths = dict(conn.execute(select(dialogs_t.c.length, func.count()).group_by(dialogs_t.c.length).order_by(dialogs_t.c.length)).all())
-        links = conn.execute(
-            text(
-                "SELECT count(*) AS links, count(parent.num) AS resolved FROM posts p "
-                "CROSS JOIN LATERAL unnest(p.parents) AS link(num) "
-                "LEFT JOIN posts parent ON parent.board = p.board AND parent.num = link.num "
-                "AND parent.thread_num = p.thread_num AND parent.num < p.num"
+            .mappings()
+            .one()
+        )
+        lengths = dict(
+            conn.execute(
+                select(dialogs_t.c.length, func.count()).group_by(dialogs_t.c.length).order_by(dialogs_t.c.length)
+            ).all()
+        )
+        links = (
+            conn.execute(
+                text(
+                    "SELECT count(*) AS links, count(parent.num) AS resolved FROM posts p "
+                    "CROSS JOIN LATERAL unnest(p.parents) AS link(num) "
+                    "LEFT JOIN posts parent ON parent.board = p.board AND parent.num = link.num "
+                    "AND parent.thread_num = p.thread_num AND parent.num < p.num"
+                )
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
     dialogs = counts["dialogs"]
     return {
         **counts,

@@ -60,8 +60,9 @@ def toxic_class(id2label: dict, problem_type: str | None, label: str | None = No
 class ToxicityScorer:
     """A sequence classifier that maps texts to the probability of the toxic class."""
 
-    def __init__(self, model_name_or_path: str, *, label: str | None = None, max_tokens: int = 256,
-                 torch_threads: int = 0):
+    def __init__(
+        self, model_name_or_path: str, *, label: str | None = None, max_tokens: int = 256, torch_threads: int = 0
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -77,8 +78,14 @@ class ToxicityScorer:
             limits.append(self.tokenizer.model_max_length)
         self.max_tokens = min(limits)
         self.toxic = toxic_class(self.model.config.id2label, self.model.config.problem_type, label)
-        log.info("toxicity model loaded", extra={"model": self.name, "class": self.toxic.index,
-                                                   "label": self.model.config.id2label.get(self.toxic.index)})
+        log.info(
+            "toxicity model loaded",
+            extra={
+                "model": self.name,
+                "class": self.toxic.index,
+                "label": self.model.config.id2label.get(self.toxic.index),
+            },
+        )
 
     def score(self, texts: Sequence[str]) -> list[float]:
         """Toxicity of each text, in [0, 1]."""
@@ -96,8 +103,9 @@ class ToxicityScorer:
         return scores.tolist()
 
 
-def score_dialogs(engine: Engine, scorer: ToxicityScorer, *, batch_size: int = 32, limit: int | None = None,
-                  progress: bool = True) -> int:
+def score_dialogs(
+    engine: Engine, scorer: ToxicityScorer, *, batch_size: int = 32, limit: int | None = None, progress: bool = True
+) -> int:
     """Score unscored dialogs (at most `limit`), a committed batch at a time; returns how many."""
     total = store.count_unscored(engine)
     if limit is not None:

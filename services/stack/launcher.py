@@ -74,8 +74,9 @@ class Stack:
             # A local run as root (a container, a VM): Celery's "running as superuser" warning is
             # meant for deployments, which run as an unprivileged user (Dockerfile), so not here.
             # (By its text: the category's module cannot be imported when Python reads PYTHONWARNINGS.)
-            env["PYTHONWARNINGS"] = ",".join(filter(None, [env.get("PYTHONWARNINGS"),
-                                                            "ignore:You're running the worker with superuser"]))
+            env["PYTHONWARNINGS"] = ",".join(
+                filter(None, [env.get("PYTHONWARNINGS"), "ignore:You're running the worker with superuser"])
+            )
         self.processes[name] = subprocess.Popen([sys.executable, "-m", module], env=env)
         log.debug("started", extra={"service": name, "pid": self.processes[name].pid})
 
@@ -174,7 +175,7 @@ def banner(settings: Settings) -> str:
     return (
         f"\nReady. The gateway listens on {base}\n"
         f"  curl -s {base}/v1/replies -H 'content-type: application/json' "
-        "-d '{\"dialog\": [\"привет, анон\"]}'\n"
+        '-d \'{"dialog": ["привет, анон"]}\'\n'
         "  make chat          # talk to the model in this terminal\n"
         f"  {base}/docs        # the API\n"
         "Ctrl-C stops everything.\n"
@@ -186,8 +187,9 @@ def run_stack(settings: Settings) -> None:
     interrupted = False
     # Ctrl-C reaches the whole process group; the children stop themselves, we stop the servers.
     try:
-        print("Starting the stack (the first run builds the demo model when the model hub is out of reach).",
-              flush=True)
+        print(
+            "Starting the stack (the first run builds the demo model when the model hub is out of reach).", flush=True
+        )
         stack.start_servers()
         stack.spawn("inference_worker", "services.inference_worker")
         stack.spawn("gateway", "services.gateway")

@@ -11,7 +11,6 @@ import json
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -155,8 +154,10 @@ def _activate(settings: Settings, name: str, check: bool) -> None:
 @cli.command()
 def export(
     out: Path = typer.Argument(..., help="JSONL file to write (the scraper's format)."),
-    quantile: Optional[float] = typer.Option(None, min=0, max=0.999, help="Toxicity quantile (default TRAIN_QUANTILE; 0 = all dialogs)."),
-    limit: Optional[int] = typer.Option(None, min=1, help="Keep at most this many (the most toxic)."),
+    quantile: float | None = typer.Option(
+        None, min=0, max=0.999, help="Toxicity quantile (default TRAIN_QUANTILE; 0 = all dialogs)."
+    ),
+    limit: int | None = typer.Option(None, min=1, help="Keep at most this many (the most toxic)."),
 ) -> None:
     """Write the dialogs a `train --from-db` would use to a JSONL (to train on another machine)."""
     from services.trainer.data import write_jsonl
@@ -164,44 +165,82 @@ def export(
     settings = _settings()
     source = _source(settings, None, True, quantile, limit)
     write_jsonl(source.dialogs, out)
-    typer.echo(f"exported {len(source.dialogs)} dialogs to {out} ({json.dumps(source.description, ensure_ascii=False)})")
+    typer.echo(
+        f"exported {len(source.dialogs)} dialogs to {out} ({json.dumps(source.description, ensure_ascii=False)})"
+    )
 
 
 @cli.command()
 def train(
-    jsonl: Optional[Path] = typer.Option(None, envvar="TRAIN_JSONL", exists=True, dir_okay=False, help="Exported dialogs (JSONL)."),
+    jsonl: Path | None = typer.Option(
+        None, envvar="TRAIN_JSONL", exists=True, dir_okay=False, help="Exported dialogs (JSONL)."
+    ),
     from_db: bool = typer.Option(False, "--from-db", envvar="TRAIN_FROM_DB", help="Read dialogs from the database."),
-    quantile: Optional[float] = typer.Option(None, envvar="TRAIN_QUANTILE", min=0, max=0.999, help="--from-db: keep toxicity at or above this quantile (0 = all)."),
-    limit: Optional[int] = typer.Option(None, envvar="TRAIN_LIMIT", min=2, help="At most this many dialogs."),
-    model: Optional[str] = typer.Option(None, envvar="TRAIN_MODEL_NAME_OR_PATH", help="GPT-2-family causal LM: hub name or folder."),
-    run_dir: Optional[Path] = typer.Option(None, envvar="TRAIN_RUN_DIR", help="Run folder (default TRAIN_RUNS_DIR/<timestamp>)."),
+    quantile: float | None = typer.Option(
+        None,
+        envvar="TRAIN_QUANTILE",
+        min=0,
+        max=0.999,
+        help="--from-db: keep toxicity at or above this quantile (0 = all).",
+    ),
+    limit: int | None = typer.Option(None, envvar="TRAIN_LIMIT", min=2, help="At most this many dialogs."),
+    model: str | None = typer.Option(
+        None, envvar="TRAIN_MODEL_NAME_OR_PATH", help="GPT-2-family causal LM: hub name or folder."
+    ),
+    run_dir: Path | None = typer.Option(
+        None, envvar="TRAIN_RUN_DIR", help="Run folder (default TRAIN_RUNS_DIR/<timestamp>)."
+    ),
     epochs: float = typer.Option(1.0, envvar="TRAIN_EPOCHS", min=0),
     max_steps: int = typer.Option(-1, envvar="TRAIN_MAX_STEPS", help="> 0: stop after this many optimizer steps."),
     batch_size: int = typer.Option(8, envvar="TRAIN_BATCH_SIZE", min=1, help="Per device."),
-    eval_batch_size: Optional[int] = typer.Option(None, envvar="TRAIN_EVAL_BATCH_SIZE", min=1),
+    eval_batch_size: int | None = typer.Option(None, envvar="TRAIN_EVAL_BATCH_SIZE", min=1),
     grad_accum: int = typer.Option(1, envvar="TRAIN_GRAD_ACCUM", min=1, help="Gradient accumulation steps."),
     lr: float = typer.Option(5e-5, envvar="TRAIN_LR", min=0, help="Peak learning rate (linear decay)."),
     warmup: float = typer.Option(0.0, envvar="TRAIN_WARMUP", min=0, help="< 1: ratio of steps; >= 1: steps."),
     weight_decay: float = typer.Option(0.0, envvar="TRAIN_WEIGHT_DECAY", min=0),
-    max_length: int = typer.Option(512, envvar="TRAIN_MAX_LENGTH", min=16, help="Tokens per example (oldest turns dropped first)."),
+    max_length: int = typer.Option(
+        512, envvar="TRAIN_MAX_LENGTH", min=16, help="Tokens per example (oldest turns dropped first)."
+    ),
     max_turn_tokens: int = typer.Option(256, envvar="TRAIN_MAX_TURN_TOKENS", min=4),
     eval_fraction: float = typer.Option(0.05, envvar="TRAIN_EVAL_FRACTION", min=0.001, max=0.5),
     max_eval: int = typer.Option(1000, envvar="TRAIN_MAX_EVAL", min=1, help="At most this many held-out examples."),
     seed: int = typer.Option(42, envvar="TRAIN_SEED"),
-    reply_only: bool = typer.Option(True, "--reply-only/--all-tokens", envvar="TRAIN_REPLY_ONLY", help="Loss on the reply's tokens only."),
+    reply_only: bool = typer.Option(
+        True, "--reply-only/--all-tokens", envvar="TRAIN_REPLY_ONLY", help="Loss on the reply's tokens only."
+    ),
     fp16: bool = typer.Option(False, "--fp16", envvar="TRAIN_FP16", help="Mixed precision fp16 (GPU)."),
-    bf16: bool = typer.Option(False, "--bf16", envvar="TRAIN_BF16", help="Mixed precision bf16 (Ampere+ GPU, recent CPUs)."),
-    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", envvar="TRAIN_GRADIENT_CHECKPOINTING"),
+    bf16: bool = typer.Option(
+        False, "--bf16", envvar="TRAIN_BF16", help="Mixed precision bf16 (Ampere+ GPU, recent CPUs)."
+    ),
+    gradient_checkpointing: bool = typer.Option(
+        False, "--gradient-checkpointing", envvar="TRAIN_GRADIENT_CHECKPOINTING"
+    ),
     logging_steps: int = typer.Option(10, envvar="TRAIN_LOGGING_STEPS", min=1),
-    eval_steps: Optional[int] = typer.Option(None, envvar="TRAIN_EVAL_STEPS", min=1, help="Evaluate every N steps (default: each epoch)."),
-    save_steps: Optional[int] = typer.Option(None, envvar="TRAIN_SAVE_STEPS", min=1, help="Checkpoint every N steps (needed for --resume)."),
+    eval_steps: int | None = typer.Option(
+        None, envvar="TRAIN_EVAL_STEPS", min=1, help="Evaluate every N steps (default: each epoch)."
+    ),
+    save_steps: int | None = typer.Option(
+        None, envvar="TRAIN_SAVE_STEPS", min=1, help="Checkpoint every N steps (needed for --resume)."
+    ),
     save_total_limit: int = typer.Option(2, envvar="TRAIN_SAVE_TOTAL_LIMIT", min=1),
-    group_by_length: bool = typer.Option(False, "--group-by-length", envvar="TRAIN_GROUP_BY_LENGTH", help="Batch examples of similar length."),
-    resume: bool = typer.Option(False, "--resume", envvar="TRAIN_RESUME", help="Continue --run-dir from its last checkpoint and data snapshot."),
-    samples: bool = typer.Option(True, "--samples/--no-samples", envvar="TRAIN_SAMPLES", help="Sample replies for the report."),
-    publish: Optional[str] = typer.Option(None, envvar="TRAIN_PUBLISH", help="Publish the result as this version name."),
-    activate: bool = typer.Option(False, "--activate", envvar="TRAIN_ACTIVATE", help="With --publish: make it the served version."),
-    generation_defaults: Optional[str] = typer.Option(None, envvar="TRAIN_GENERATION_DEFAULTS", help=GENERATION_DEFAULTS_HELP),
+    group_by_length: bool = typer.Option(
+        False, "--group-by-length", envvar="TRAIN_GROUP_BY_LENGTH", help="Batch examples of similar length."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", envvar="TRAIN_RESUME", help="Continue --run-dir from its last checkpoint and data snapshot."
+    ),
+    samples: bool = typer.Option(
+        True, "--samples/--no-samples", envvar="TRAIN_SAMPLES", help="Sample replies for the report."
+    ),
+    publish: str | None = typer.Option(
+        None, envvar="TRAIN_PUBLISH", help="Publish the result as this version name."
+    ),
+    activate: bool = typer.Option(
+        False, "--activate", envvar="TRAIN_ACTIVATE", help="With --publish: make it the served version."
+    ),
+    generation_defaults: str | None = typer.Option(
+        None, envvar="TRAIN_GENERATION_DEFAULTS", help=GENERATION_DEFAULTS_HELP
+    ),
 ) -> None:
     """Fine-tune a model on dialogs; optionally publish (and activate) the result."""
     from services.trainer.data import read_jsonl
@@ -222,7 +261,11 @@ def train(
         source = read_jsonl(snapshot)
         described = run_dir / SOURCE_FILE
         source.description = {
-            **(json.loads(described.read_text()) if described.exists() else {"source": "snapshot", "path": str(snapshot)}),
+            **(
+                json.loads(described.read_text())
+                if described.exists()
+                else {"source": "snapshot", "path": str(snapshot)}
+            ),
             "resumed": True,
         }
     else:
@@ -275,7 +318,7 @@ def train(
 def publish_cmd(
     run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A finished training run."),
     name: str = typer.Argument(..., help="Version name (letters, digits, . _ -); never overwritten."),
-    generation_defaults: Optional[str] = typer.Option(None, help=GENERATION_DEFAULTS_HELP),
+    generation_defaults: str | None = typer.Option(None, help=GENERATION_DEFAULTS_HELP),
 ) -> None:
     """Publish a finished run as a model version (store folder + registry row)."""
     from services.trainer.training import RunResult
@@ -332,7 +375,9 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
         for r in rows
     ]
     if as_json:
-        typer.echo(json.dumps({"versions": items, "announced": announced.name if announced else None}, ensure_ascii=False))
+        typer.echo(
+            json.dumps({"versions": items, "announced": announced.name if announced else None}, ensure_ascii=False)
+        )
         return
     if not items:
         typer.echo("no published versions")
@@ -349,4 +394,3 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="Machine-readabl
 
 def main() -> None:
     cli(prog_name="python -m services.trainer")
-

@@ -24,10 +24,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.trainer.data import DialogRecord
 from shared.prompt import build_prompt
 from shared.tokenization import TextCodec
-
-from services.trainer.data import DialogRecord
 
 IGNORE_INDEX = -100  # torch's CrossEntropyLoss ignore_index: positions that never count
 
@@ -47,8 +46,15 @@ class ExampleBuilder:
     """Turns dialogs into tokenized examples for one tokenizer (any fast GPT-2-family tokenizer) and
     a model of `vocab_size` rows (default: the tokenizer's size)."""
 
-    def __init__(self, tokenizer, *, vocab_size: int | None = None, max_length: int = 512, max_turn_tokens: int = 256,
-                 reply_only: bool = True):
+    def __init__(
+        self,
+        tokenizer,
+        *,
+        vocab_size: int | None = None,
+        max_length: int = 512,
+        max_turn_tokens: int = 256,
+        reply_only: bool = True,
+    ):
         if not getattr(tokenizer, "is_fast", False):
             raise ValueError("a fast tokenizer is needed")
         if tokenizer.eos_token is None:
@@ -103,7 +109,9 @@ def data_hash(examples: Sequence[Example]) -> str:
     return digest.hexdigest()
 
 
-def split(examples: Sequence[Example], eval_fraction: float, max_eval: int, seed: int) -> tuple[list[Example], list[Example]]:
+def split(
+    examples: Sequence[Example], eval_fraction: float, max_eval: int, seed: int
+) -> tuple[list[Example], list[Example]]:
     """A held-out split, the same for the same examples and seed: (train, eval)."""
     if len(examples) < 2:
         raise ValueError(f"need at least 2 examples to hold some out, got {len(examples)}")

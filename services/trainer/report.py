@@ -46,7 +46,7 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
-def write_report(result: "RunResult") -> None:
+def write_report(result: RunResult) -> None:
     run_dir = result.run_dir
     metrics, data, params = result.metrics, result.data, result.params
     report = {"metrics": metrics, "data": data, "params": params, "samples": result.samples}

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.model_store import VersionMeta
-
 from services.trainer.data import DialogSource, write_jsonl
 from services.trainer.examples import ExampleBuilder, ExampleDataset, PadCollator, data_hash, split
+from shared.model_store import VersionMeta
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +99,7 @@ class RunResult:
         return [self.run_dir / n for n in (DATA_FILE, "report.md", "report.json", "loss.png")]
 
     @classmethod
-    def load(cls, run_dir: Path) -> "RunResult":
+    def load(cls, run_dir: Path) -> RunResult:
         """A finished run read back from its run.json (for `publish RUN_DIR`)."""
         run_dir = Path(run_dir)
         try:
@@ -128,7 +127,9 @@ def _training_arguments(config: TrainConfig, run_dir: Path):
     import torch
     from transformers import TrainingArguments
 
-    eval_every = {"eval_strategy": "steps", "eval_steps": config.eval_steps} if config.eval_steps else {"eval_strategy": "epoch"}
+    eval_every = (
+        {"eval_strategy": "steps", "eval_steps": config.eval_steps} if config.eval_steps else {"eval_strategy": "epoch"}
+    )
     if config.max_steps > 0 and not config.eval_steps:
         # A run bounded by steps may end before an epoch does: evaluate a few times along the way.
         eval_every = {"eval_strategy": "steps", "eval_steps": max(1, config.max_steps // 4)}
@@ -210,8 +211,11 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
         pad_id = tokenizer.eos_token_id
 
     builder = ExampleBuilder(
-        tokenizer, vocab_size=model.config.vocab_size, max_length=config.max_length,
-        max_turn_tokens=config.max_turn_tokens, reply_only=config.reply_only,
+        tokenizer,
+        vocab_size=model.config.vocab_size,
+        max_length=config.max_length,
+        max_turn_tokens=config.max_turn_tokens,
+        reply_only=config.reply_only,
     )
     examples = builder.build_all(source.dialogs)
     train_examples, eval_examples = split(examples, config.eval_fraction, config.max_eval, config.seed)
@@ -236,13 +240,19 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
         processing_class=tokenizer,
     )
     before = trainer.evaluate()
-    log.info("eval before training", extra={"eval_loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])})
+    log.info(
+        "eval before training", extra={"eval_loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])}
+    )
     checkpoint = get_last_checkpoint(str(run_dir / CHECKPOINTS_SUBDIR)) if resume else None
     if resume and checkpoint is None:
-        log.warning("--resume: no checkpoint in the run folder, starting from the beginning", extra={"run_dir": str(run_dir)})
+        log.warning(
+            "--resume: no checkpoint in the run folder, starting from the beginning", extra={"run_dir": str(run_dir)}
+        )
     train_output = trainer.train(resume_from_checkpoint=checkpoint)
     after = trainer.evaluate()
-    log.info("eval after training", extra={"eval_loss": after["eval_loss"], "perplexity": perplexity(after["eval_loss"])})
+    log.info(
+        "eval after training", extra={"eval_loss": after["eval_loss"], "perplexity": perplexity(after["eval_loss"])}
+    )
 
     model_dir = run_dir / MODEL_SUBDIR
     trainer.save_model(str(model_dir))  # weights + tokenizer (processing_class)
@@ -285,5 +295,7 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
         )
     )
     write_report(result)
-    log.info("training run finished", extra={"run_dir": str(run_dir), **{k: v for k, v in metrics.items() if k != "device"}})
+    log.info(
+        "training run finished", extra={"run_dir": str(run_dir), **{k: v for k, v in metrics.items() if k != "device"}}
+    )
     return result

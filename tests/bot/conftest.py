@@ -52,7 +52,7 @@ class BotProcess(ServiceProcess):
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def wait_ready(self, timeout: float = 60) -> "BotProcess":
+    def wait_ready(self, timeout: float = 60) -> BotProcess:
         """Until the bot polls for updates (or, in webhook mode, registered its webhook)."""
         ready_method = "setWebhook" if self.env.get("BOT_MODE") == "webhook" else "getUpdates"
 
@@ -129,7 +129,9 @@ def start_bot(service_env, tmp_path_factory) -> Iterator[Callable[..., RunningBo
     def start(env: dict[str, str] | None = None, wait: bool = True) -> RunningBot:
         bot_id, token = make_token()
         server = FakeTelegram(token=token, bot_id=bot_id).start()
-        process = BotProcess(server, {**service_env, **BOT_TEST_ENV, **(env or {})}, log_dir, f"bot-{uuid.uuid4().hex[:6]}")
+        process = BotProcess(
+            server, {**service_env, **BOT_TEST_ENV, **(env or {})}, log_dir, f"bot-{uuid.uuid4().hex[:6]}"
+        )
         process.start()
         running = RunningBot(server, process)
         started.append(running)

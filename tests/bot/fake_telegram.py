@@ -31,8 +31,14 @@ T = TypeVar("T")
 
 # Fields aiogram sends JSON-encoded (nested objects and arrays).
 _JSON_FIELDS = {
-    "reply_parameters", "reply_markup", "commands", "scope", "allowed_updates", "entities",
-    "link_preview_options", "caption_entities",
+    "reply_parameters",
+    "reply_markup",
+    "commands",
+    "scope",
+    "allowed_updates",
+    "entities",
+    "link_preview_options",
+    "caption_entities",
 }
 _INT_FIELDS = {"chat_id", "user_id", "offset", "limit", "timeout", "message_thread_id", "message_id"}
 
@@ -112,10 +118,17 @@ class FakeTelegram:
 
     @property
     def bot_user(self) -> dict:
-        return {"id": self.bot_id, "is_bot": True, "first_name": "Двачер", "username": self.username,
-                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "Двачер",
+            "username": self.username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
 
-    def start(self) -> "FakeTelegram":
+    def start(self) -> FakeTelegram:
         started = threading.Event()
         self._thread = threading.Thread(target=self._serve, args=(started,), name="fake-telegram", daemon=True)
         self._thread.start()
@@ -171,8 +184,17 @@ class FakeTelegram:
             self._redeliver.append(update)
         self._signal()
 
-    def fail(self, method: str, *, chat_id: int | None = None, times: int = 1, error_code: int | None = 429,
-             retry_after: int | None = None, description: str | None = None, delay_s: float = 0.0) -> None:
+    def fail(
+        self,
+        method: str,
+        *,
+        chat_id: int | None = None,
+        times: int = 1,
+        error_code: int | None = 429,
+        retry_after: int | None = None,
+        description: str | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
         """Script the next `times` calls of `method` (to `chat_id`) to fail / be delayed."""
         with self._cond:
             self._faults.append(Fault(method, chat_id, times, error_code, description, retry_after, delay_s))
@@ -205,15 +227,34 @@ class FakeTelegram:
             counter = self._message_ids.setdefault(chat_id, itertools.count(1))
             return next(counter)
 
-    def message(self, chat: dict, user: dict, text: str | None = None, *, reply_to: dict | None = None,
-                mention: bool = False, entities: list[dict] | None = None, **extra: Any) -> dict:
+    def message(
+        self,
+        chat: dict,
+        user: dict,
+        text: str | None = None,
+        *,
+        reply_to: dict | None = None,
+        mention: bool = False,
+        entities: list[dict] | None = None,
+        **extra: Any,
+    ) -> dict:
         """A message dict as Telegram sends it; `mention=True` appends `@username` with its entity."""
         entities = list(entities or [])
         if mention:
             text = f"{text} @{self.username}" if text else f"@{self.username}"
-            entities.append({"type": "mention", "offset": utf16_len(text) - utf16_len(self.username) - 1,
-                             "length": utf16_len(self.username) + 1})
-        message = {"message_id": self._next_message_id(chat["id"]), "date": int(time.time()), "chat": chat, "from": user}
+            entities.append(
+                {
+                    "type": "mention",
+                    "offset": utf16_len(text) - utf16_len(self.username) - 1,
+                    "length": utf16_len(self.username) + 1,
+                }
+            )
+        message = {
+            "message_id": self._next_message_id(chat["id"]),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": user,
+        }
         if text is not None:
             message["text"] = text
         if entities:
@@ -245,27 +286,46 @@ class FakeTelegram:
                     return result
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    recent = [(c.method, c.chat_id, c.status, c.text[:40]) for c in self.calls if c.method != "getUpdates"][-15:]
+                    recent = [
+                        (c.method, c.chat_id, c.status, c.text[:40]) for c in self.calls if c.method != "getUpdates"
+                    ][-15:]
                     raise TimeoutError(f"timed out after {timeout}s waiting for {what}; recent calls: {recent}")
                 self._cond.wait(remaining)
 
     def sent(self, chat_id: int | None = None, ok: bool = True) -> list[Call]:
         """sendMessage calls (answered with success, unless ok=False), optionally to one chat."""
         with self._cond:
-            return [c for c in self.calls if c.method == "sendMessage" and (chat_id is None or c.chat_id == chat_id)
-                    and (c.ok or not ok) and c.status is not None]
+            return [
+                c
+                for c in self.calls
+                if c.method == "sendMessage"
+                and (chat_id is None or c.chat_id == chat_id)
+                and (c.ok or not ok)
+                and c.status is not None
+            ]
 
     def wait_sent(self, chat_id: int, count: int = 1, timeout: float = 30.0) -> list[Call]:
-        return self.wait_for(lambda calls: (s := self.sent(chat_id)) and len(s) >= count and s,
-                             timeout, f"{count} sendMessage to chat {chat_id}")
+        return self.wait_for(
+            lambda calls: (s := self.sent(chat_id)) and len(s) >= count and s,
+            timeout,
+            f"{count} sendMessage to chat {chat_id}",
+        )
 
     def wait_reply(self, chat_id: int, message_id: int, timeout: float = 30.0) -> Call:
-        return self.wait_for(lambda calls: next((c for c in self.sent(chat_id) if c.reply_to == message_id), None),
-                             timeout, f"a reply to message {message_id} in chat {chat_id}")
+        return self.wait_for(
+            lambda calls: next((c for c in self.sent(chat_id) if c.reply_to == message_id), None),
+            timeout,
+            f"a reply to message {message_id} in chat {chat_id}",
+        )
 
     def wait_call(self, method: str, timeout: float = 30.0, after: float = 0.0) -> Call:
-        return self.wait_for(lambda calls: next((c for c in calls if c.method == method and c.at >= after and c.status is not None), None),
-                             timeout, f"a {method} call")
+        return self.wait_for(
+            lambda calls: next(
+                (c for c in calls if c.method == method and c.at >= after and c.status is not None), None
+            ),
+            timeout,
+            f"a {method} call",
+        )
 
     def methods(self) -> list[str]:
         with self._cond:
@@ -323,15 +383,20 @@ class FakeTelegram:
             if fault.delay_s:
                 await asyncio.sleep(fault.delay_s)
             if fault.error_code is not None:
-                body: dict[str, Any] = {"ok": False, "error_code": fault.error_code,
-                                        "description": fault.description or _DESCRIPTIONS.get(fault.error_code, "Error")}
+                body: dict[str, Any] = {
+                    "ok": False,
+                    "error_code": fault.error_code,
+                    "description": fault.description or _DESCRIPTIONS.get(fault.error_code, "Error"),
+                }
                 if fault.retry_after is not None:
                     body["parameters"] = {"retry_after": fault.retry_after}
                     body["description"] = f"Too Many Requests: retry after {fault.retry_after}"
                 return self._answer(call, fault.error_code, body)
         handler = getattr(self, "_m_" + method, None)
         if handler is None:
-            return self._answer(call, 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"})
+            return self._answer(
+                call, 404, {"ok": False, "error_code": 404, "description": "Not Found: method not found"}
+            )
         try:
             result = await handler(call.params)
         except _ApiError as exc:
@@ -360,7 +425,7 @@ class FakeTelegram:
                 return [{k: v for k, v in u.items() if not k.startswith("_")} for u in batch]
             try:
                 await asyncio.wait_for(self._wake.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def _m_sendMessage(self, params: dict) -> dict:
@@ -370,9 +435,16 @@ class FakeTelegram:
             raise _ApiError(400, "Bad Request: message text is empty")
         if utf16_len(text) > 4096:
             raise _ApiError(400, "Bad Request: message is too long")
-        chat = self._chats.get(chat_id, {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private", "title": "?"})
-        message = {"message_id": self._next_message_id(chat_id), "date": int(time.time()), "chat": chat,
-                   "from": {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}, "text": text}
+        chat = self._chats.get(
+            chat_id, {"id": chat_id, "type": "supergroup" if chat_id < 0 else "private", "title": "?"}
+        )
+        message = {
+            "message_id": self._next_message_id(chat_id),
+            "date": int(time.time()),
+            "chat": chat,
+            "from": {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")},
+            "text": text,
+        }
         reply_to = (params.get("reply_parameters") or {}).get("message_id") or params.get("reply_to_message_id")
         if reply_to is not None:
             with self._cond:
@@ -393,10 +465,26 @@ class FakeTelegram:
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member.update({k: False for k in (
-                "can_be_edited", "is_anonymous", "can_manage_chat", "can_delete_messages", "can_manage_video_chats",
-                "can_restrict_members", "can_promote_members", "can_change_info", "can_invite_users",
-                "can_post_stories", "can_edit_stories", "can_delete_stories", "can_send_welcome_messages")})
+            member.update(
+                {
+                    k: False
+                    for k in (
+                        "can_be_edited",
+                        "is_anonymous",
+                        "can_manage_chat",
+                        "can_delete_messages",
+                        "can_manage_video_chats",
+                        "can_restrict_members",
+                        "can_promote_members",
+                        "can_change_info",
+                        "can_invite_users",
+                        "can_post_stories",
+                        "can_edit_stories",
+                        "can_delete_stories",
+                        "can_send_welcome_messages",
+                    )
+                }
+            )
             member["can_manage_chat"] = True
         return member
 

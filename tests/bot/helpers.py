@@ -76,7 +76,7 @@ class TaskEvents:
             self._receiver = self.app.events.Receiver(conn, handlers={"*": self._on_event})
             self._receiver.capture(limit=None, timeout=None, wakeup=False)
 
-    def start(self, timeout: float = 15) -> "TaskEvents":
+    def start(self, timeout: float = 15) -> TaskEvents:
         """Start capturing; returns once a probe event went through (so nothing is missed)."""
         self._thread.start()
         probe = uuid.uuid4().hex

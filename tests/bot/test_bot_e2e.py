@@ -47,10 +47,15 @@ def test_text_mention_and_caption_mention_are_answered(tg):
     group = tg.group()
     name = "Двачер"
     text_mention = tg.send_user_message(
-        group, tg.user(), f"{name}, скажи", entities=[{"type": "text_mention", "offset": 0, "length": len(name), "user": tg.bot_user}]
+        group,
+        tg.user(),
+        f"{name}, скажи",
+        entities=[{"type": "text_mention", "offset": 0, "length": len(name), "user": tg.bot_user}],
     )
     photo = tg.send_user_message(
-        group, tg.user(), None,
+        group,
+        tg.user(),
+        None,
         photo=[{"file_id": "p1", "file_unique_id": "u1", "width": 10, "height": 10}],
         caption=f"зацени @{tg.username}",
         caption_entities=[{"type": "mention", "offset": 7, "length": len(tg.username) + 1}],
@@ -188,9 +193,16 @@ def test_429_is_waited_out_and_retried_once(bot, tg):
 def test_500_and_timeouts_do_not_stop_the_bot(bot, tg):
     group = tg.group()
     # A server error whose text carries the token (a misbehaving proxy): it must not reach the logs.
-    tg.fail("sendMessage", chat_id=group["id"], error_code=500, description=f"Internal Server Error at /bot{tg.token}/sendMessage")
+    tg.fail(
+        "sendMessage",
+        chat_id=group["id"],
+        error_code=500,
+        description=f"Internal Server Error at /bot{tg.token}/sendMessage",
+    )
     first = tg.send_user_message(group, tg.user(), "раз", mention=True)
-    tg.wait_for(lambda calls: any(c.method == "sendMessage" and c.chat_id == group["id"] and c.status == 500 for c in calls))
+    tg.wait_for(
+        lambda calls: any(c.method == "sendMessage" and c.chat_id == group["id"] and c.status == 500 for c in calls)
+    )
     bot.process.wait_metric("dvach_bot_telegram_errors_total", 1, code="500", method="sendMessage")
     # An answer slower than BOT_REQUEST_TIMEOUT_S (3 s): the bot gives up on it, is not stuck.
     tg.fail("sendMessage", chat_id=group["id"], error_code=None, delay_s=4.5)
@@ -262,8 +274,20 @@ def test_malformed_and_odd_updates_do_not_stop_the_bot(bot, tg, database_url):
     tg.push({"channel_post": tg.message({"id": -1009, "type": "channel", "title": "Канал"}, tg.user(), "пост")})
     tg.send_user_message(group, other_bot, "я тоже бот", mention=True)
     tg.send_user_message(group, tg.user(), None, new_chat_members=[tg.user()])
-    tg.send_user_message(group, tg.user(), None, sticker={
-        "file_id": "s", "file_unique_id": "s", "type": "regular", "width": 1, "height": 1, "is_animated": False, "is_video": False})
+    tg.send_user_message(
+        group,
+        tg.user(),
+        None,
+        sticker={
+            "file_id": "s",
+            "file_unique_id": "s",
+            "type": "regular",
+            "width": 1,
+            "height": 1,
+            "is_animated": False,
+            "is_video": False,
+        },
+    )
     tg.send_user_message(group, tg.user(), "битые сущности", entities=[{"type": "mention", "offset": 500, "length": 9}])
     huge = tg.send_user_message(group, tg.user(), "я" * (4096 - len(tg.username) - 2), mention=True)
     odd_text = "\u200f\u202eשלום\u200b мир 👨\u200d👩\u200d👧 \ufeff\u2066كيف حالك\u2069 \ud83d"
@@ -312,14 +336,19 @@ def test_twenty_groups_at_once_every_mention_answered_within_limits(bot, tg):
 def test_metrics_are_exposed(bot):
     names = {name for name, _ in bot.process.metrics()}
     for expected in (
-        "dvach_bot_updates_total", "dvach_bot_replies_sent_total", "dvach_bot_skips_total",
-        "dvach_bot_update_to_reply_seconds_bucket", "dvach_bot_telegram_errors_total",
+        "dvach_bot_updates_total",
+        "dvach_bot_replies_sent_total",
+        "dvach_bot_skips_total",
+        "dvach_bot_update_to_reply_seconds_bucket",
+        "dvach_bot_telegram_errors_total",
     ):
         assert expected in names
     assert bot.process.metric("dvach_bot_updates_total", type="message") > 0
     assert bot.process.metric("dvach_bot_replies_sent_total", kind="mention") > 0
     assert bot.process.metric("dvach_bot_update_to_reply_seconds_count", kind="mention") > 0
-    per_chat = {dict(labels)["chat_id"] for name, labels in bot.process.metrics() if name == "dvach_bot_chat_replies_total"}
+    per_chat = {
+        dict(labels)["chat_id"] for name, labels in bot.process.metrics() if name == "dvach_bot_chat_replies_total"
+    }
     assert per_chat and len(per_chat) <= 101  # each answered chat (up to 100), then "other"
 
 

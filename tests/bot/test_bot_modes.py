@@ -18,8 +18,9 @@ from tests.processes import REPO
 
 
 def _start_and_exit(env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.bot"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "services.bot"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize(
@@ -49,8 +50,15 @@ def test_a_token_telegram_refuses_fails_at_start_with_one_line(service_env):
     server = FakeTelegram(token=token, bot_id=bot_id).start()
     try:
         _, other = make_token()  # well-formed, but not the server's: getMe answers 401
-        result = _start_and_exit({**os.environ, **service_env, "TELEGRAM_BOT_TOKEN": other,
-                                  "TELEGRAM_API_URL": server.url, "BOT_METRICS_PORT": "0"})
+        result = _start_and_exit(
+            {
+                **os.environ,
+                **service_env,
+                "TELEGRAM_BOT_TOKEN": other,
+                "TELEGRAM_API_URL": server.url,
+                "BOT_METRICS_PORT": "0",
+            }
+        )
     finally:
         server.stop()
     assert result.returncode != 0
@@ -61,10 +69,15 @@ def test_a_token_telegram_refuses_fails_at_start_with_one_line(service_env):
 def test_webhook_mode_refuses_a_wrong_or_missing_secret(start_bot, worker):
     port = free_port()
     secret = "s3cret_" + make_token()[1].split(":", 1)[1][:20]
-    running = start_bot({
-        "BOT_MODE": "webhook", "BOT_WEBHOOK_SECRET": secret, "BOT_WEBHOOK_HOST": "127.0.0.1",
-        "BOT_WEBHOOK_PORT": str(port), "BOT_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
-    })
+    running = start_bot(
+        {
+            "BOT_MODE": "webhook",
+            "BOT_WEBHOOK_SECRET": secret,
+            "BOT_WEBHOOK_HOST": "127.0.0.1",
+            "BOT_WEBHOOK_PORT": str(port),
+            "BOT_WEBHOOK_URL": "https://bot.example.org/telegram/webhook",
+        }
+    )
     tg = running.server
     registered = next(c for c in tg.calls if c.method == "setWebhook")
     assert registered.params["secret_token"] == secret
@@ -75,7 +88,9 @@ def test_webhook_mode_refuses_a_wrong_or_missing_secret(start_bot, worker):
 
     def post(message: dict, update_id: int, headers: dict[str, str]) -> httpx.Response:
         body = json.dumps({"update_id": update_id, "message": message}, ensure_ascii=False)
-        return httpx.post(url, content=body.encode(), headers={"content-type": "application/json", **headers}, timeout=10)
+        return httpx.post(
+            url, content=body.encode(), headers={"content-type": "application/json", **headers}, timeout=10
+        )
 
     assert post(refused, 1, {}).status_code == 403
     assert post(refused, 2, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}).status_code == 403
@@ -109,6 +124,7 @@ def test_worker_stopped_apology_once_then_answers_again(start_bot, start_worker,
         assert tg.wait_reply(chat["id"], first["message_id"]).text != texts.APOLOGY
 
         worker.stop()
+
         def unanswered() -> float:
             return sum(bot.metric("dvach_bot_skips_total", reason=r) for r in ("timeout", "backend_down"))
 
@@ -116,8 +132,11 @@ def test_worker_stopped_apology_once_then_answers_again(start_bot, start_worker,
         down = [tg.send_user_message(chat, user, f"ау {i}") for i in range(3)]
         down_ids = {m["message_id"] for m in down}
         # The three wait side by side, so whichever times out first carries the apology.
-        apology = tg.wait_for(lambda calls: next((c for c in tg.sent(chat["id"]) if c.reply_to in down_ids), None),
-                              timeout=60, what="the apology for one of the three messages")
+        apology = tg.wait_for(
+            lambda calls: next((c for c in tg.sent(chat["id"]) if c.reply_to in down_ids), None),
+            timeout=60,
+            what="the apology for one of the three messages",
+        )
         assert apology.text == texts.APOLOGY
         group = tg.group()
         mention = tg.send_user_message(group, tg.user(), "а в группе?", mention=True)

@@ -14,7 +14,14 @@ USERNAME = "dvach_bot"
 
 
 def facts(**kw) -> MessageFacts:
-    base = dict(chat_type="supergroup", has_text=True, from_bot=False, is_command=False, mentions_bot=False, replies_to_bot=False)
+    base = dict(
+        chat_type="supergroup",
+        has_text=True,
+        from_bot=False,
+        is_command=False,
+        mentions_bot=False,
+        replies_to_bot=False,
+    )
     return MessageFacts(**{**base, **kw})
 
 
@@ -53,8 +60,21 @@ def test_random_replies_go_to_the_bulk_queue():
 
 @pytest.mark.parametrize(
     ("arg", "value"),
-    [("0.3", 0.3), ("0,5", 0.5), ("1", 1.0), ("0", 0.0), ("30%", 0.3), (" 0.25 ", 0.25),
-     ("1.5", None), ("-0.1", None), ("nan", None), ("abc", None), ("", None), (None, None), ("200%", None)],
+    [
+        ("0.3", 0.3),
+        ("0,5", 0.5),
+        ("1", 1.0),
+        ("0", 0.0),
+        ("30%", 0.3),
+        (" 0.25 ", 0.25),
+        ("1.5", None),
+        ("-0.1", None),
+        ("nan", None),
+        ("abc", None),
+        ("", None),
+        (None, None),
+        ("200%", None),
+    ],
 )
 def test_parse_chance(arg, value):
     assert parse_chance(arg) == (pytest.approx(value) if value is not None else None)

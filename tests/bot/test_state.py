@@ -141,7 +141,12 @@ async def test_chain_follows_cached_replies_newest_first(redis, prefix):
     await cache.remember(chat, 3, "третий", 2)
     # Message 4 replies to 3; the update shows 3's text, the cache knows the rest.
     assert await cache.dialog(chat, "четвёртый", 3, "третий") == ["четвёртый", "третий", "второй"]
-    assert await ChainCache(redis, prefix, 60, 8).dialog(chat, "четвёртый", 3, "третий") == ["четвёртый", "третий", "второй", "первый"]
+    assert await ChainCache(redis, prefix, 60, 8).dialog(chat, "четвёртый", 3, "третий") == [
+        "четвёртый",
+        "третий",
+        "второй",
+        "первый",
+    ]
     # Not in the cache (older than the bot): only what the update shows.
     assert await cache.dialog(chat, "эй", 99, "старое") == ["эй", "старое"]
     assert await cache.dialog(chat, "", 3, None) == ["третий", "второй", "первый"]

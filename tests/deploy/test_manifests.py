@@ -54,39 +54,59 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
 
 # --- Compose ------------------------------------------------------------------------------------
 
+
 def test_compose_file_matches_the_compose_spec_schema(tmp_path):
-    as_written = run_tool(sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                          str(m.COMPOSE_FILE))
+    as_written = run_tool(
+        sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(m.COMPOSE_FILE)
+    )
     assert as_written.returncode == 0, as_written.stdout + as_written.stderr
     # What Compose validates after interpolating `.env` (here: .env.example).
     interpolated = tmp_path / "docker-compose.interpolated.yml"
     interpolated.write_text(yaml.safe_dump(m.compose_config(), sort_keys=False))
-    done = run_tool(sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(interpolated))
+    done = run_tool(
+        sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(interpolated)
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_compose_schema_check_catches_mistakes(tmp_path):
     """The schema check is real: a misspelt key or a wrong type fails it."""
-    for mutate in (lambda c: c["services"]["gateway"].update(restartt="always"),
-                   lambda c: c["services"]["inference_worker"].update(stop_grace_period=["120s"])):
+    for mutate in (
+        lambda c: c["services"]["gateway"].update(restartt="always"),
+        lambda c: c["services"]["inference_worker"].update(stop_grace_period=["120s"]),
+    ):
         config = m.compose_config()
         mutate(config)
         broken = tmp_path / "broken.yml"
         broken.write_text(yaml.safe_dump(config, sort_keys=False))
-        done = run_tool(sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken))
+        done = run_tool(
+            sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", str(broken)
+        )
         assert done.returncode != 0, done.stdout
 
 
 def test_compose_services_health_checks_and_start_order():
     config = m.compose_config()
     services = config["services"]
-    expected = {"redis", "postgres", "gateway", "inference_worker", "bot", "scraper", "prometheus", "grafana", "migrate"}
+    expected = {
+        "redis",
+        "postgres",
+        "gateway",
+        "inference_worker",
+        "bot",
+        "scraper",
+        "prometheus",
+        "grafana",
+        "migrate",
+    }
     assert expected <= set(services)
     for name, spec in services.items():
         for dependency, condition in (spec.get("depends_on") or {}).items():
             condition = condition["condition"]
             if condition == "service_healthy":
-                assert "healthcheck" in services[dependency], f"{name} waits for {dependency} to be healthy, which has no healthcheck"
+                assert "healthcheck" in services[dependency], (
+                    f"{name} waits for {dependency} to be healthy, which has no healthcheck"
+                )
             elif condition == "service_completed_successfully":
                 assert services[dependency].get("restart") == "no", f"{dependency} is a one-shot and must not restart"
         if name not in ("trainer", "migrate"):  # one-shots
@@ -133,6 +153,7 @@ def test_compose_app_environment_names_are_settings():
 
 # --- Dockerfile ----------------------------------------------------------------------------------
 
+
 def test_dockerfile_passes_hadolint():
     hadolint = Path(sys.executable).parent / "hadolint"
     done = run_tool(str(hadolint), "--no-color", str(m.DOCKERFILE))
@@ -154,7 +175,12 @@ def test_dockerfile_targets_match_compose():
         for arg in m.stage_instructions(target, "ARG"):
             assert not re.search(r"TOKEN|PASSWORD|SECRET", arg.value[0].upper()), f"{target}: secret-like ARG"
     # The compose command of a long-running service is the image's own CMD.
-    for service, target in (("gateway", "gateway"), ("inference_worker", "worker"), ("bot", "bot"), ("scraper", "scraper")):
+    for service, target in (
+        ("gateway", "gateway"),
+        ("inference_worker", "worker"),
+        ("bot", "bot"),
+        ("scraper", "scraper"),
+    ):
         assert config["services"][service]["command"] == m.dockerfile_cmd(target), service
     # CPU-only torch from the pinned version in pyproject.toml.
     runs = " ".join(" ".join(i.value) for i in m.stage_instructions("gateway", "RUN"))
@@ -166,7 +192,11 @@ def test_dockerfile_targets_match_compose():
 def test_dockerfile_import_check_passes_in_a_bare_environment(tmp_path):
     """The image build's import check, run as the build runs it: the code on PYTHONPATH, no
     settings in the environment, no .env, another working directory."""
-    runs = [" ".join(i.value) for i in m.stage_instructions("gateway", "RUN") if "import shared.settings" in " ".join(i.value)]
+    runs = [
+        " ".join(i.value)
+        for i in m.stage_instructions("gateway", "RUN")
+        if "import shared.settings" in " ".join(i.value)
+    ]
     assert len(runs) == 1
     command = runs[0].split(" && python -m compileall")[0]
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(m.REPO), "HOME": str(tmp_path)}
@@ -191,13 +221,16 @@ def test_health_checks_are_the_same_everywhere():
 
 # --- Kubernetes: build and schemas --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("path", ["base", *(f"overlays/{o}" for o in m.OVERLAYS)])
 def test_kustomize_build_validates_against_the_schemas(path):
     resources = m.render(path)
     assert resources, f"{path} renders nothing"
     keda = {
         "ScaledObject": json.loads((m.KEDA_SCHEMAS / "keda.sh" / "scaledobject_v1alpha1.json").read_text()),
-        "TriggerAuthentication": json.loads((m.KEDA_SCHEMAS / "keda.sh" / "triggerauthentication_v1alpha1.json").read_text()),
+        "TriggerAuthentication": json.loads(
+            (m.KEDA_SCHEMAS / "keda.sh" / "triggerauthentication_v1alpha1.json").read_text()
+        ),
     }
     errors = []
     for resource in resources:
@@ -242,6 +275,7 @@ def test_kubernetes_schema_rejects_a_typo():
 
 # --- Kubernetes: consistency with the code ----------------------------------------------------------
 
+
 def test_config_map_and_container_env_names_are_settings():
     for overlay in m.OVERLAYS:
         resources = m.render(f"overlays/{overlay}")
@@ -250,8 +284,10 @@ def test_config_map_and_container_env_names_are_settings():
         assert not unknown, f"{overlay}: ConfigMap keys that are no setting: {sorted(unknown)}"
         Settings(**{k.lower(): v for k, v in data.items() if k in SETTINGS})  # and valid values
         for resource in resources:
-            if not any(c["image"].split("/")[-1].startswith(("gateway", "worker", "bot", "scraper", "trainer"))
-                       for c in m.containers(resource)):
+            if not any(
+                c["image"].split("/")[-1].startswith(("gateway", "worker", "bot", "scraper", "trainer"))
+                for c in m.containers(resource)
+            ):
                 continue
             for container in m.containers(resource):
                 names = {e["name"] for e in container.get("env", [])}
@@ -279,7 +315,11 @@ def test_probes_point_at_real_endpoints_and_ports():
     for overlay in m.OVERLAYS:
         resources = m.render(f"overlays/{overlay}")
         config = Settings(**{k.lower(): v for k, v in m.config_map_data(resources).items() if k in SETTINGS})
-        expected_port = {"gateway": config.gateway_port, "worker": config.worker_metrics_port, "bot": config.bot_metrics_port}
+        expected_port = {
+            "gateway": config.gateway_port,
+            "worker": config.worker_metrics_port,
+            "bot": config.bot_metrics_port,
+        }
         for name, component in (("dvach-gateway", "gateway"), ("dvach-worker", "worker"), ("dvach-bot", "bot")):
             deployment = m.named(resources, "Deployment", name)
             container = m.containers(deployment, init=False)[0]
@@ -311,7 +351,11 @@ def test_commands_are_the_ones_compose_and_the_code_use():
 
     for overlay in m.OVERLAYS:
         resources = m.render(f"overlays/{overlay}")
-        for deployment, service in (("dvach-gateway", "gateway"), ("dvach-worker", "inference_worker"), ("dvach-bot", "bot")):
+        for deployment, service in (
+            ("dvach-gateway", "gateway"),
+            ("dvach-worker", "inference_worker"),
+            ("dvach-bot", "bot"),
+        ):
             container = m.containers(m.named(resources, "Deployment", deployment), init=False)[0]
             assert container["command"] == config["services"][service]["command"], deployment
         for deployment in ("dvach-gateway", "dvach-bot"):
@@ -334,7 +378,9 @@ def test_worker_threads_match_its_cpu_limit_and_memory_is_bounded():
             for container in m.containers(resource):
                 res = container.get("resources", {})
                 name = f"{overlay}: {resource['metadata']['name']}/{container['name']}"
-                assert res.get("requests", {}).get("memory") and res.get("requests", {}).get("cpu"), f"{name}: no requests"
+                assert res.get("requests", {}).get("memory") and res.get("requests", {}).get("cpu"), (
+                    f"{name}: no requests"
+                )
                 assert res.get("limits", {}).get("memory"), f"{name}: no memory limit"
         worker = m.containers(m.named(resources, "Deployment", "dvach-worker"), init=False)[0]
         threads = {e["name"]: e.get("value") for e in worker["env"]}["INFERENCE_THREADS"]
@@ -387,9 +433,13 @@ def test_selectors_secrets_and_volumes_resolve():
                     if not ref:
                         continue
                     if ref["name"] in secrets:  # generated in this overlay (dev)
-                        assert ref["key"] in secrets[ref["name"]] or ref.get("optional"), f"{overlay}: no key {ref['key']}"
+                        assert ref["key"] in secrets[ref["name"]] or ref.get("optional"), (
+                            f"{overlay}: no key {ref['key']}"
+                        )
                     else:  # created outside the repository (production): docs/deploy.md must say so
-                        assert ref["key"] in docs, f"docs/deploy.md does not tell to put {ref['key']} into {ref['name']}"
+                        assert ref["key"] in docs, (
+                            f"docs/deploy.md does not tell to put {ref['key']} into {ref['name']}"
+                        )
         for auth in m.by_kind(resources, "TriggerAuthentication"):
             for ref in auth["spec"].get("secretTargetRef", []):
                 assert ref["key"] in docs or ref["key"] in secrets.get(ref["name"], set())

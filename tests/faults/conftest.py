@@ -31,12 +31,22 @@ class LoadReport:
         ok = self.outcomes.get(200, 0)
         failed = self.answered - ok
         duplicated = len(self.job_ids) - len(set(self.job_ids))
-        return (f"| {case} | {load} | {injected} | {self.sent} | {ok} ok, {failed} reported failed "
-                f"| {self.sent - self.answered} | {duplicated} |")
+        return (
+            f"| {case} | {load} | {injected} | {self.sent} | {ok} ok, {failed} reported failed "
+            f"| {self.sent - self.answered} | {duplicated} |"
+        )
 
 
-async def steady_load(base_url: str, total: int, concurrency: int, report: LoadReport, *,
-                      timeout_s: float = 20, params: dict | None = None, on_progress=None) -> LoadReport:
+async def steady_load(
+    base_url: str,
+    total: int,
+    concurrency: int,
+    report: LoadReport,
+    *,
+    timeout_s: float = 20,
+    params: dict | None = None,
+    on_progress=None,
+) -> LoadReport:
     """`total` requests, `concurrency` at a time; every request's outcome is recorded."""
     counter = iter(range(total))
 
@@ -45,8 +55,14 @@ async def steady_load(base_url: str, total: int, concurrency: int, report: LoadR
             report.sent += 1
             started = time.monotonic()
             try:
-                response = await http.post("/v1/replies", json={"dialog": [f"сообщение {i}"], "timeout_s": timeout_s,
-                                                                 "params": params or {"max_new_tokens": 8}})
+                response = await http.post(
+                    "/v1/replies",
+                    json={
+                        "dialog": [f"сообщение {i}"],
+                        "timeout_s": timeout_s,
+                        "params": params or {"max_new_tokens": 8},
+                    },
+                )
                 report.outcomes[response.status_code] += 1
                 if response.status_code == 200:
                     report.job_ids.append(response.json()["job_id"])

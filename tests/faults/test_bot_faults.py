@@ -37,23 +37,33 @@ def test_worker_killed_while_the_bot_waits_is_answered_once(start_bot, start_wor
     redis = RedisServer(tmp_path / "redis", persist=True).start()
     events = TaskEvents(redis.url).start()
     try:
-        worker_env = {"REDIS_URL": redis.url, "MODEL_NAME_OR_PATH": str(slower_model_dir),
-                      "TASK_SOFT_TIME_LIMIT_S": "8", "TASK_TIME_LIMIT_S": "10", "VISIBILITY_MARGIN_S": "2"}
+        worker_env = {
+            "REDIS_URL": redis.url,
+            "MODEL_NAME_OR_PATH": str(slower_model_dir),
+            "TASK_SOFT_TIME_LIMIT_S": "8",
+            "TASK_TIME_LIMIT_S": "10",
+            "VISIBILITY_MARGIN_S": "2",
+        }
         doomed = start_worker(worker_env, node="doomed@botfault")
         running = start_bot({"REDIS_URL": redis.url, "REPLY_TIMEOUT_S": "120"})
         tg = running.server
         users = [tg.user(name=f"anon{i}") for i in range(4)]
         chats = [tg.private(u) for u in users]
-        messages = [tg.send_user_message(chat, user, f"расскажи что-нибудь {i}") for i, (chat, user) in enumerate(zip(chats, users))]
+        messages = [
+            tg.send_user_message(chat, user, f"расскажи что-нибудь {i}")
+            for i, (chat, user) in enumerate(zip(chats, users))
+        ]
 
         with events._cond:
             started = events._cond.wait_for(
-                lambda: next((e for e in events.events if e.get("type") == "task-started"), None), timeout=120)
+                lambda: next((e for e in events.events if e.get("type") == "task-started"), None), timeout=120
+            )
         assert started, "no job started"
         doomed.kill()
         killed_job = started["uuid"]
-        assert not any(e.get("type") == "task-succeeded" and e.get("uuid") == killed_job for e in events.events), \
+        assert not any(e.get("type") == "task-succeeded" and e.get("uuid") == killed_job for e in events.events), (
             "the job finished before the kill; the model is too fast for this test"
+        )
         start_worker(worker_env, node="phoenix@botfault")
 
         def succeeded() -> set[str]:
@@ -63,7 +73,9 @@ def test_worker_killed_while_the_bot_waits_is_answered_once(start_bot, start_wor
             tg.wait_reply(chat["id"], message["message_id"], timeout=180)
         with events._cond:
             assert events._cond.wait_for(lambda: len(succeeded()) >= len(messages), timeout=120)
-            finisher = next(e["hostname"] for e in events.events if e.get("type") == "task-succeeded" and e["uuid"] == killed_job)
+            finisher = next(
+                e["hostname"] for e in events.events if e.get("type") == "task-succeeded" and e["uuid"] == killed_job
+            )
         assert finisher == "phoenix@botfault"
         # Every job is done; a second answer would have been sent by now.
         sends = _outcomes(tg, chats)
@@ -71,9 +83,18 @@ def test_worker_killed_while_the_bot_waits_is_answered_once(start_bot, start_wor
         assert all(len(r) == 1 for r in replies.values()), replies
         assert all(calls[0].text != texts.APOLOGY for calls in sends.values())
         assert running.process.alive()
-        print("\nFAULT-ROW", _fault_row("Bot: whole worker SIGKILLed while the bot waits, restarted",
-                                        "4 private chats, slow model", "SIGKILL of the worker's process group at the first job start, a new worker",
-                                        len(messages), f"{sum(len(r) for r in replies.values())} replies (the killed job's by the new worker)", 0, 0))
+        print(
+            "\nFAULT-ROW",
+            _fault_row(
+                "Bot: whole worker SIGKILLed while the bot waits, restarted",
+                "4 private chats, slow model",
+                "SIGKILL of the worker's process group at the first job start, a new worker",
+                len(messages),
+                f"{sum(len(r) for r in replies.values())} replies (the killed job's by the new worker)",
+                0,
+                0,
+            ),
+        )
     finally:
         events.stop()
         redis.stop()
@@ -124,9 +145,18 @@ def test_redis_restarted_under_bot_load(start_bot, start_worker, private_redis):
     after = [sends[chat["id"]][0] for chat in chats[20:]]
     assert all(c.text != texts.APOLOGY for c in after), [c.text for c in after]
     assert replies >= 8 + 10
-    print("\nFAULT-ROW", _fault_row("Bot: Redis restarted under load", "30 private messages, 3 in flight",
-                                    "redis-server stopped after 8 answers, 4 messages sent while down, started",
-                                    len(messages), f"{replies} replies, {apologies} apologies (job not finished)", 0, 0))
+    print(
+        "\nFAULT-ROW",
+        _fault_row(
+            "Bot: Redis restarted under load",
+            "30 private messages, 3 in flight",
+            "redis-server stopped after 8 answers, 4 messages sent while down, started",
+            len(messages),
+            f"{replies} replies, {apologies} apologies (job not finished)",
+            0,
+            0,
+        ),
+    )
 
 
 @pytest.mark.timeout(420)
@@ -145,8 +175,10 @@ def test_telegram_errors_under_load_keep_the_bot_and_its_limits(start_bot, worke
     tg.fail("sendMessage", chat_id=groups[5]["id"], error_code=None, delay_s=4.5)  # BOT_REQUEST_TIMEOUT_S is 3
     tg.fail("getUpdates", error_code=500)
     tg.fail("getUpdates", error_code=429, retry_after=1)
-    mentions = {g["id"]: [tg.send_user_message(g, tg.user(), f"упоминание {i}", mention=True)["message_id"] for i in range(3)]
-                for g in groups}
+    mentions = {
+        g["id"]: [tg.send_user_message(g, tg.user(), f"упоминание {i}", mention=True)["message_id"] for i in range(3)]
+        for g in groups
+    }
 
     def settled(calls) -> bool:
         ok = {(c.chat_id, c.reply_to) for c in calls if c.method == "sendMessage" and c.ok}
@@ -176,13 +208,27 @@ def test_telegram_errors_under_load_keep_the_bot_and_its_limits(start_bot, worke
     every_ok = sorted(c.at for calls in ok_sends.values() for c in calls)
     for calls in ok_sends.values():
         times = sorted(c.at for c in calls)
-        assert all(b - a >= 0.8 for a, b in zip(times, times[1:])), \
-            ("more than ~1 message a second in one chat", [(c.status, round(c.at, 2), c.answered_at and round(c.answered_at, 2))
-                                                            for c in tg.calls if c.method == "sendMessage" and c.chat_id == calls[0].chat_id])
+        assert all(b - a >= 0.8 for a, b in zip(times, times[1:])), (
+            "more than ~1 message a second in one chat",
+            [
+                (c.status, round(c.at, 2), c.answered_at and round(c.answered_at, 2))
+                for c in tg.calls
+                if c.method == "sendMessage" and c.chat_id == calls[0].chat_id
+            ],
+        )
     assert all(sum(1 for t in every_ok if start <= t < start + 1.0) <= 30 for start in every_ok)
     assert bot.metric("dvach_bot_telegram_errors_total", code="429", method="sendMessage") >= 3
     assert bot.metric("dvach_bot_telegram_errors_total", code="500", method="sendMessage") >= 2
     assert bot.metric("dvach_bot_telegram_errors_total", code="timeout", method="sendMessage") >= 1
-    print("\nFAULT-ROW", _fault_row("Bot: Telegram 429 / 500 / timeouts under load", "30 mentions in 10 groups at once",
-                                    "3 x 429 (retry_after 1), 2 x 500, a send stalled past the timeout, getUpdates 500 and 429",
-                                    30, f"{answered} replies; the 2 sends refused with 500 not retried (a retry could post twice), counted", 0, duplicated))
+    print(
+        "\nFAULT-ROW",
+        _fault_row(
+            "Bot: Telegram 429 / 500 / timeouts under load",
+            "30 mentions in 10 groups at once",
+            "3 x 429 (retry_after 1), 2 x 500, a send stalled past the timeout, getUpdates 500 and 429",
+            30,
+            f"{answered} replies; the 2 sends refused with 500 not retried (a retry could post twice), counted",
+            0,
+            duplicated,
+        ),
+    )

@@ -23,8 +23,9 @@ import pytest
     ],
 )
 def test_broken_bodies_get_a_4xx_with_a_body(gateway, content):
-    response = httpx.post(gateway.base_url + "/v1/replies", content=content,
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        gateway.base_url + "/v1/replies", content=content, headers={"content-type": "application/json"}, timeout=30
+    )
     assert 400 <= response.status_code < 500, response.text[:300]
     assert response.json()["detail"]
 
@@ -34,20 +35,29 @@ def test_huge_body_without_content_length_is_413(gateway):
         for _ in range(200):
             yield b"x" * 1024
 
-    response = httpx.post(gateway.base_url + "/v1/replies", content=chunks(),
-                          headers={"content-type": "application/json"}, timeout=30)
+    response = httpx.post(
+        gateway.base_url + "/v1/replies", content=chunks(), headers={"content-type": "application/json"}, timeout=30
+    )
     assert response.status_code == 413
 
 
 def test_wrong_content_type_and_method(gateway):
-    assert httpx.post(gateway.base_url + "/v1/replies", content=b"dialog=x",
-                      headers={"content-type": "application/x-www-form-urlencoded"}, timeout=10).status_code == 422
+    assert (
+        httpx.post(
+            gateway.base_url + "/v1/replies",
+            content=b"dialog=x",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            timeout=10,
+        ).status_code
+        == 422
+    )
     assert httpx.get(gateway.base_url + "/v1/replies", timeout=10).status_code == 405
 
 
 def test_rtl_zero_width_and_emoji_turns_are_answered(gateway):
     dialog = ["\u202eпривет\u200b\u200d анон 👀", "שלום \u2066мир\u2069", "\ufeff" + "а" * 4000]
-    response = httpx.post(gateway.base_url + "/v1/replies", json={"dialog": dialog, "params": {"max_new_tokens": 6}},
-                          timeout=60)
+    response = httpx.post(
+        gateway.base_url + "/v1/replies", json={"dialog": dialog, "params": {"max_new_tokens": 6}}, timeout=60
+    )
     assert response.status_code == 200, response.text
     assert response.json()["text"]

@@ -42,8 +42,14 @@ async def test_redis_restarted_under_load(start_worker, start_gateway, private_r
     after = LoadReport()
     await steady_load(gateway.base_url, 10, 2, after, timeout_s=30)
     assert after.outcomes == {200: 10}, after.outcomes  # recovered without a restart of anything
-    print("\nFAULT-ROW", report.row("Redis restarted under load", "40 requests, 4 concurrent",
-                                    "redis-server stopped and started after 10 answers"))
+    print(
+        "\nFAULT-ROW",
+        report.row(
+            "Redis restarted under load",
+            "40 requests, 4 concurrent",
+            "redis-server stopped and started after 10 answers",
+        ),
+    )
 
 
 async def test_slow_worker_backpressure_and_drain(start_worker, start_gateway, private_redis, slow_model_dir):
@@ -59,8 +65,9 @@ async def test_slow_worker_backpressure_and_drain(start_worker, start_gateway, p
         depths.append(broker.llen(QUEUE_INTERACTIVE))
 
     slow = {"max_new_tokens": 200, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
-    report = await steady_load(gateway.base_url, 40, 10, LoadReport(), timeout_s=1.0, params=slow,
-                               on_progress=watch_queue)
+    report = await steady_load(
+        gateway.base_url, 40, 10, LoadReport(), timeout_s=1.0, params=slow, on_progress=watch_queue
+    )
     assert report.answered == report.sent == 40
     # Every caller got an answer from the gateway: none ran into its own 31 s client timeout
     # (a generous bound on the 1 s the gateway waits: a loaded machine is slow, not stuck).
@@ -72,11 +79,20 @@ async def test_slow_worker_backpressure_and_drain(start_worker, start_gateway, p
     while broker.llen(QUEUE_INTERACTIVE) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)  # expired jobs are dropped by the worker without generating
     assert broker.llen(QUEUE_INTERACTIVE) == 0
-    drained = httpx.post(gateway.base_url + "/v1/replies", json={"dialog": ["ну что, живой?"], "timeout_s": 60,
-                                                                 "params": {"max_new_tokens": 4}}, timeout=90)
+    drained = httpx.post(
+        gateway.base_url + "/v1/replies",
+        json={"dialog": ["ну что, живой?"], "timeout_s": 60, "params": {"max_new_tokens": 4}},
+        timeout=90,
+    )
     assert drained.status_code == 200, drained.text
-    print("\nFAULT-ROW", report.row("Slow worker (generation > timeout)", "40 requests, 10 concurrent, 1 s timeout",
-                                    "200-token replies on a big model, MAX_QUEUE_DEPTH=6"))
+    print(
+        "\nFAULT-ROW",
+        report.row(
+            "Slow worker (generation > timeout)",
+            "40 requests, 10 concurrent, 1 s timeout",
+            "200-token replies on a big model, MAX_QUEUE_DEPTH=6",
+        ),
+    )
 
 
 async def test_worker_killed_mid_job_under_load(start_worker, start_gateway, private_redis, slow_model_dir):
@@ -94,12 +110,19 @@ async def test_worker_killed_mid_job_under_load(start_worker, start_gateway, pri
                 os.kill(pid, signal.SIGKILL)
 
     params = {"max_new_tokens": 60, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
-    report = await steady_load(gateway.base_url, 12, 3, LoadReport(), timeout_s=120, params=params,
-                               on_progress=kill_once)
+    report = await steady_load(
+        gateway.base_url, 12, 3, LoadReport(), timeout_s=120, params=params, on_progress=kill_once
+    )
     assert killed.is_set()
     assert report.outcomes == {200: 12}, report.outcomes
     assert len(set(report.job_ids)) == 12
     status = [httpx.get(f"{gateway.base_url}/v1/jobs/{job}", timeout=10).json()["status"] for job in report.job_ids]
     assert status == ["done"] * 12
-    print("\nFAULT-ROW", report.row("Worker child SIGKILLed mid-job", "12 requests, 3 concurrent",
-                                    "SIGKILL of the prefork child after 3 answers; Celery restarts it"))
+    print(
+        "\nFAULT-ROW",
+        report.row(
+            "Worker child SIGKILLed mid-job",
+            "12 requests, 3 concurrent",
+            "SIGKILL of the prefork child after 3 answers; Celery restarts it",
+        ),
+    )

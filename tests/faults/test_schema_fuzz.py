@@ -24,15 +24,37 @@ def test_openapi_fuzz_finds_no_server_errors(fuzzed_gateway, tmp_path):
     cli = Path(sys.executable).with_name("schemathesis")
     assert cli.exists() or shutil.which("schemathesis")
     result = subprocess.run(
-        [str(cli), "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
-         "run", f"{fuzzed_gateway.base_url}/openapi.json",
-         "--checks", "not_a_server_error,status_code_conformance,content_type_conformance",
-         "--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--generation-database", "none",
-         # The probes take no input; /readyz is a documented 503 whenever no worker answers its
-         # ping in time, which a loaded CI machine can make happen. Inputs are what is fuzzed.
-         "--exclude-path", "/readyz", "--exclude-path", "/healthz", "--seed", "20261128", "--request-timeout", "60",
-         "-H", f"Authorization: Bearer {TOKEN}", "--no-color"],
-        capture_output=True, text=True, timeout=850,
+        [
+            str(cli),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
+            "run",
+            f"{fuzzed_gateway.base_url}/openapi.json",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance",
+            "--max-examples",
+            "10",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--generation-database",
+            "none",
+            # The probes take no input; /readyz is a documented 503 whenever no worker answers its
+            # ping in time, which a loaded CI machine can make happen. Inputs are what is fuzzed.
+            "--exclude-path",
+            "/readyz",
+            "--exclude-path",
+            "/healthz",
+            "--seed",
+            "20261128",
+            "--request-timeout",
+            "60",
+            "-H",
+            f"Authorization: Bearer {TOKEN}",
+            "--no-color",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=850,
     )
     (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

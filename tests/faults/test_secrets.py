@@ -22,7 +22,9 @@ def test_tokens_never_appear_in_logs_errors_or_metrics(start_worker, start_gatew
         seen.append(http.get("/admin/queues", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"}))
         seen.append(http.get("/admin/chats/1", headers=auth))  # no database: an error path
         # Secrets inside the input: they are the caller's own, but must not be logged back either.
-        seen.append(http.post("/v1/replies", json={"dialog": [f"мой токен {BOT_TOKEN}"], "params": {"max_new_tokens": 4}}))
+        seen.append(
+            http.post("/v1/replies", json={"dialog": [f"мой токен {BOT_TOKEN}"], "params": {"max_new_tokens": 4}})
+        )
         seen.append(http.post("/v1/replies", json={"dialog": [BOT_TOKEN * 200]}))
         seen.append(http.get("/metrics"))
         seen.append(http.get("/openapi.json"))

@@ -54,8 +54,14 @@ def hub_env(hub: HubServer, cache: Path) -> dict[str, str]:
 def fetch_model(env: dict[str, str], name: str) -> subprocess.CompletedProcess:
     """`python -m services.inference_worker.model_source` for `name`: the worker's download path."""
     full = {**os.environ, **env, "MODEL_NAME_OR_PATH": name, "LOG_FORMAT": "json"}
-    return subprocess.run([sys.executable, "-m", "services.inference_worker.model_source"], cwd=REPO, env=full,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "services.inference_worker.model_source"],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def fetched_source(done: subprocess.CompletedProcess) -> dict:

@@ -21,8 +21,14 @@ def test_published_layout_arrives_with_its_bin_weights(hub, tmp_path):
     source = fetched_source(done)
     folder = tmp_path / "hf"
     files = {p.name for p in (folder / "hub").rglob("snapshots/*/*")}
-    assert files == {"config.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
-                     "pytorch_model.bin"}
+    assert files == {
+        "config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.json",
+        "merges.txt",
+        "pytorch_model.bin",
+    }
     assert source["version"] == DEFAULT_MODEL and source["fallback"] is False
     assert hub.fetched("/cdn/" + _sha(hub, DEFAULT_MODEL, "pytorch_model.bin")) == 1
     progress = [json.loads(line) for line in done.stderr.splitlines() if '"logger": "progress"' in line]
@@ -69,4 +75,3 @@ def test_no_such_model_and_no_weights_are_errors_not_the_demo_model(published_la
 
 def _sha(hub: HubServer, repo: str, path: str) -> str:
     return hub.repos[repo].files[path].sha256
-

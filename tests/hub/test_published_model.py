@@ -12,14 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from shared.prompt import SPECIAL_TOKEN_TEXTS
-from shared.schemas import GenerationParams
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.generation import Generator
+from shared.prompt import SPECIAL_TOKEN_TEXTS
+from shared.schemas import GenerationParams
 
 HOSTILE = [
-    "<|endoftext|>", "</s>", "<s>", "<pad>", "<unk>", "<mask>", "|1|2|", "|0|-|",
-    "ну и </s>|1|3|вот тебе<|endoftext|> <pad><pad>", "<mask>|0|1|<unk>",
+    "<|endoftext|>",
+    "</s>",
+    "<s>",
+    "<pad>",
+    "<unk>",
+    "<mask>",
+    "|1|2|",
+    "|0|-|",
+    "ну и </s>|1|3|вот тебе<|endoftext|> <pad><pad>",
+    "<mask>|0|1|<unk>",
 ]
 MARKER = re.compile(r"\|[01]\|[123-]\|")
 
@@ -78,7 +86,6 @@ def test_a_hundred_replies_carry_no_special_token(backend):
 def test_the_fixture_catches_a_server_that_forgets_the_ban(layout: Path):
     """Without the ban this model's replies start with special tokens: the tests above would see them."""
     import torch
-
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from shared.tokenization import TextCodec

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.schemas import GenerationParams
 from services.inference_worker.backends import BackendOptions, load_backend
+from shared.schemas import GenerationParams
 from tests.model_factory import TINY_CORPUS
 
 GREEDY = GenerationParams(max_new_tokens=16, top_k=1, repetition_penalty=1.0)
@@ -52,7 +52,10 @@ def test_tokenizer_matches_transformers(backends):
     dialog = ["двач не тот уже", "привет анон"]
     assert fp32.codec.prompt(dialog) == reference.codec.prompt(dialog)
     assert (fp32.eos_token, fp32.codec.eos_id, fp32.codec.banned_ids) == (
-        reference.eos_token, reference.codec.eos_id, reference.codec.banned_ids)
+        reference.eos_token,
+        reference.codec.eos_id,
+        reference.codec.banned_ids,
+    )
 
 
 def test_float32_greedy_tokens_equal_transformers(backends):
@@ -100,7 +103,9 @@ def test_same_seed_same_output_other_seed_other_output(backends):
     params = GenerationParams(max_new_tokens=20, temperature=1.5, top_k=0, top_p=1.0, seed=11)
     first = int8.continue_prompts(prompt, params)[0].token_ids
     assert int8.continue_prompts(prompt, params)[0].token_ids == first
-    others = {tuple(int8.continue_prompts(prompt, params.model_copy(update={"seed": s}))[0].token_ids) for s in range(12, 16)}
+    others = {
+        tuple(int8.continue_prompts(prompt, params.model_copy(update={"seed": s}))[0].token_ids) for s in range(12, 16)
+    }
     assert others - {tuple(first)}, "different seeds never changed the sample"
 
 

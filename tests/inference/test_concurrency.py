@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import RedisServer
-from shared.generation_client import GenerationClient
-from shared.schemas import GenerationParams
-from shared.settings import Settings
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import ensure_converted
 from services.inference_worker.generation import Generator
 from services.inference_worker.scheduler import Scheduler
+from shared.embedded import RedisServer
+from shared.generation_client import GenerationClient
+from shared.schemas import GenerationParams
+from shared.settings import Settings
 from tests.processes import child_pids
 
 # Long enough replies that jobs surely overlap with the ones submitted right after them.
@@ -137,8 +137,9 @@ def test_a_burst_arriving_over_longer_than_the_wait_is_still_one_batch(two_lane_
     """Jobs keep joining while each arrives within batch_wait_s of the previous one, even when the
     whole burst takes longer than batch_wait_s (bounded by batch_max_wait_s)."""
     clock = ManualClock()
-    scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.5, batch_max_wait_s=5.0,
-                          spread=False, clock=clock)
+    scheduler = Scheduler(
+        two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.5, batch_max_wait_s=5.0, spread=False, clock=clock
+    )
     try:
         futures = []
         for i in range(5):
@@ -181,12 +182,20 @@ def private_redis(tmp_path):
 
 
 def fast_env(redis_url: str, model_dir: Path, backend: str = "ctranslate2", **extra: str) -> dict[str, str]:
-    return {"REDIS_URL": redis_url, "MODEL_NAME_OR_PATH": str(model_dir), "INFERENCE_BACKEND": backend,
-            "INFERENCE_LANES": "2", "INFERENCE_THREADS_PER_LANE": "1", **extra}
+    return {
+        "REDIS_URL": redis_url,
+        "MODEL_NAME_OR_PATH": str(model_dir),
+        "INFERENCE_BACKEND": backend,
+        "INFERENCE_LANES": "2",
+        "INFERENCE_THREADS_PER_LANE": "1",
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("backend", FAST)
-async def test_one_worker_process_runs_jobs_at_once_with_one_model(start_worker, private_redis, converted_wider, backend):
+async def test_one_worker_process_runs_jobs_at_once_with_one_model(
+    start_worker, private_redis, converted_wider, backend
+):
     node = f"lanes-{backend}@test"  # one log file per node name
     worker = start_worker(fast_env(private_redis.url, converted_wider, backend), node=node)
     client = GenerationClient(Settings(redis_url=private_redis.url))
@@ -236,8 +245,9 @@ async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, pr
 
 
 @pytest.mark.parametrize("backend", FAST)
-def test_reply_end_to_end_through_gateway_with_a_fast_backend(start_worker, start_gateway, private_redis, converted_wider,
-                                                              backend):
+def test_reply_end_to_end_through_gateway_with_a_fast_backend(
+    start_worker, start_gateway, private_redis, converted_wider, backend
+):
     """The generation flow of tests/test_generation_flow.py, served by each fast backend."""
     import httpx
 
@@ -245,9 +255,11 @@ def test_reply_end_to_end_through_gateway_with_a_fast_backend(start_worker, star
     worker = start_worker(env, node=f"fast-{backend}@test")
     gateway = start_gateway(env)
     try:
-        response = httpx.post(gateway.base_url + "/v1/replies",
-                              json={"dialog": ["а ты чего не спишь", "сижу на двачах"], "params": {"max_new_tokens": 12}},
-                              timeout=60)
+        response = httpx.post(
+            gateway.base_url + "/v1/replies",
+            json={"dialog": ["а ты чего не спишь", "сижу на двачах"], "params": {"max_new_tokens": 12}},
+            timeout=60,
+        )
     finally:
         gateway.stop()
         worker.stop()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.schemas import GenerationParams
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import META_FILE, ConversionError, ensure_converted, read_meta
+from shared.schemas import GenerationParams
 from tests.model_factory import make_tiny_gpt2
 
 
@@ -44,12 +44,16 @@ def test_special_tokens_past_the_model_are_served(model_copy: Path, engine: str)
 
 
 @pytest.mark.parametrize("engine,folder", [("onnxruntime", "onnx-int8"), ("ctranslate2", "ct2-int8")])
-@pytest.mark.parametrize("change,named", [
-    (lambda t: t.add_tokens(["сажаемся"]), "'сажаемся'"),  # a plain added token is matched in text
-    (lambda t: t.add_special_tokens({"eos_token": "<|end|>"}), "'<|end|>'"),  # eos is fed after every turn
-])
-def test_a_tokenizer_that_would_feed_ids_past_the_model_is_refused_clearly(model_copy: Path, engine: str, folder: str,
-                                                                           change, named: str):
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (lambda t: t.add_tokens(["сажаемся"]), "'сажаемся'"),  # a plain added token is matched in text
+        (lambda t: t.add_special_tokens({"eos_token": "<|end|>"}), "'<|end|>'"),  # eos is fed after every turn
+    ],
+)
+def test_a_tokenizer_that_would_feed_ids_past_the_model_is_refused_clearly(
+    model_copy: Path, engine: str, folder: str, change, named: str
+):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_copy)

@@ -20,11 +20,17 @@ from shared.db import make_engine, migrate
 from tests import servers
 from tests.scraper.dvach_server import DvachServer
 
-RECORDED_DIR = Path(os.environ.get("DVACH_RECORDED_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "2ch"))
+RECORDED_DIR = Path(
+    os.environ.get("DVACH_RECORDED_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "2ch")
+)
 
 # The recorded full threads, by board (see ../shared/data/SOURCES.md).
-PO_THREADS = ["dvachbrowser3_8058183.json", "dvachbrowser3_8071880.json", "dvachbrowser3_8073454.json",
-              "imageboard10_po_thread.json"]
+PO_THREADS = [
+    "dvachbrowser3_8058183.json",
+    "dvachbrowser3_8071880.json",
+    "dvachbrowser3_8073454.json",
+    "imageboard10_po_thread.json",
+]
 MOBI_CATALOG = "imageboard10_mobi_catalog.json"
 MOBI_SNAPSHOT_1 = "imageboard10_mobi_thread.json"
 MOBI_SNAPSHOT_2 = "imageboard10_mobi_thread_2.json"
@@ -101,9 +107,18 @@ def serve_recorded(server: DvachServer, recorded: Path, *, mobi_snapshot: str | 
 def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), **overrides) -> ScraperConfig:
     """A client configuration for tests: no pauses, quick retries, the real code otherwise."""
     values = dict(
-        base_url=server.url, boards=boards, min_replies=20, concurrency=2, delay_s=0.0, timeout_s=10.0,
-        max_retries=3, backoff_s=0.01, backoff_max_s=0.05, user_agent="dvach-bot-scraper-test/1.0",
-        max_dialog_turns=6, lowercase=True,
+        base_url=server.url,
+        boards=boards,
+        min_replies=20,
+        concurrency=2,
+        delay_s=0.0,
+        timeout_s=10.0,
+        max_retries=3,
+        backoff_s=0.01,
+        backoff_max_s=0.05,
+        user_agent="dvach-bot-scraper-test/1.0",
+        max_dialog_turns=6,
+        lowercase=True,
     )
     values.update(overrides)
     return ScraperConfig(**values)

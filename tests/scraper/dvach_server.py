@@ -72,7 +72,9 @@ class DvachServer:
 
     # --- content ----------------------------------------------------------------------------
 
-    def serve_thread(self, board: str, content: bytes | Path, num: int | None = None, posts_count: int | None = None) -> int:
+    def serve_thread(
+        self, board: str, content: bytes | Path, num: int | None = None, posts_count: int | None = None
+    ) -> int:
         """Serve a thread's JSON (a file or bytes) at /{board}/res/{num}.json; returns num.
 
         With `posts_count` the listing entry is not made from the JSON (which may be broken)."""
@@ -141,7 +143,7 @@ class DvachServer:
         assert self._httpd is not None
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def start(self) -> "DvachServer":
+    def start(self) -> DvachServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):

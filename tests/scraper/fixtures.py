@@ -19,10 +19,23 @@ def reply_link(board: str, thread: int, num: int, op: bool = False, other_thread
 
 def post(num: int, thread: int, comment: str, *, timestamp: int | None = None, email: str = "", **extra) -> dict:
     return {
-        "banned": 0, "closed": 0, "comment": comment, "date": "01/01/24 Пнд 00:00:00", "email": email,
-        "files": [], "lasthit": 0, "name": "Аноним", "num": num, "number": 0, "op": 0,
-        "parent": "0" if num == thread else str(thread), "sticky": 0, "subject": "",
-        "timestamp": timestamp if timestamp is not None else 1_700_000_000 + num, "trip": "", **extra,
+        "banned": 0,
+        "closed": 0,
+        "comment": comment,
+        "date": "01/01/24 Пнд 00:00:00",
+        "email": email,
+        "files": [],
+        "lasthit": 0,
+        "name": "Аноним",
+        "num": num,
+        "number": 0,
+        "op": 0,
+        "parent": "0" if num == thread else str(thread),
+        "sticky": 0,
+        "subject": "",
+        "timestamp": timestamp if timestamp is not None else 1_700_000_000 + num,
+        "trip": "",
+        **extra,
     }
 
 
@@ -57,18 +70,26 @@ def edge_case_thread() -> tuple[bytes, dict]:
         post(5004, t, f"{reply_link(b, 4000, 4001, other_thread=True)}<br>Это из другого треда."),
         post(5005, t, "Бамп годному треду"),
         post(5006, t, f"{link(5005)}<br>Зачем бампаешь?"),
-        post(5007, t, f"{link(5006)}<br><span class=\"unkfunc\">&gt;Зачем бампаешь?</span><br>Потому что."),
+        post(5007, t, f'{link(5006)}<br><span class="unkfunc">&gt;Зачем бампаешь?</span><br>Потому что.'),
         post(5008, t, "сажа", email="mailto:sage"),
         post(5009, t, f"{link(5007)}"),  # only a link: nothing left, no turn
         post(5010, t, f"{link(5009)} а ты кто"),  # answers an empty post: no dialog
         # HTML oddities: spoiler, emphasis, external link, entities, nbsp, repeated link, no breaks
-        post(5011, t, f"{link(5003)}{link(5003)}<span class=\"spoiler\">спойлер</span> <strong>жирный</strong>"
-                      f"&nbsp;<em>курсив</em> <a href=\"https:&#47;&#47;example.com&#47;x\" target=\"_blank\">"
-                      f"https:&#47;&#47;example.com&#47;x</a> &lt;3 &#47;b&#47;"),
+        post(
+            5011,
+            t,
+            f'{link(5003)}{link(5003)}<span class="spoiler">спойлер</span> <strong>жирный</strong>'
+            f'&nbsp;<em>курсив</em> <a href="https:&#47;&#47;example.com&#47;x" target="_blank">'
+            f"https:&#47;&#47;example.com&#47;x</a> &lt;3 &#47;b&#47;",
+        ),
         # hostile: scripts, styles, event handlers, a huge attribute, unclosed tags, control characters
-        post(5012, t, f"{link(5011)}<script>alert('x')</script><style>body{{display:none}}</style>"
-                      f"<img src=x onerror=\"alert(1)\"><span title=\"{'A' * 50_000}\">привет</span> "
-                      f"<b><i>незакрытые теги\u0000\u200b<iframe src=\"javascript:alert(1)\">внутри</iframe>"),
+        post(
+            5012,
+            t,
+            f"{link(5011)}<script>alert('x')</script><style>body{{display:none}}</style>"
+            f'<img src=x onerror="alert(1)"><span title="{"A" * 50_000}">привет</span> '
+            f'<b><i>незакрытые теги\u0000\u200b<iframe src="javascript:alert(1)">внутри</iframe>',
+        ),
         # a link to a later post (impossible on the site, possible in hostile data): not followed
         post(5013, t, f"{link(5014)}<br>Из будущего."),
         post(5014, t, f"{link(5013)}<br>Петля."),

@@ -22,14 +22,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 def scraper_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SCRAPER_", "TOXICITY_", "EXPORT_"))}
-    env.update(LOG_FORMAT="json", LOG_LEVEL="INFO", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
-               PYTHONUNBUFFERED="1", SCRAPER_DELAY_S="0", SCRAPER_BACKOFF_S="0.01", **extra)
+    env.update(
+        LOG_FORMAT="json",
+        LOG_LEVEL="INFO",
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",
+        PYTHONUNBUFFERED="1",
+        SCRAPER_DELAY_S="0",
+        SCRAPER_BACKOFF_S="0.01",
+        **extra,
+    )
     return env
 
 
 def scraper(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.scraper", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "services.scraper", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_crawl_stats_score_export_bench(db_url, engine, dvach, recorded_dir, tmp_path):
@@ -65,8 +79,15 @@ def test_crawl_stats_score_export_bench(db_url, engine, dvach, recorded_dir, tmp
     assert summary["dialogs_scored"] == dialogs and dialogs // 2 <= summary["dialogs_exported"] < dialogs
     assert len((tmp_path / "set" / "dialogues.jsonl").read_text().splitlines()) == summary["dialogs_exported"]
     runs = json.loads(scraper("stats", env=env).stdout)["runs"]
-    assert [(r["kind"], r["status"]) for r in runs] == [("export", "finished"), ("score", "finished"), ("crawl", "finished")]
-    assert runs[0]["details"]["dialogs_exported"] == summary["dialogs_exported"] and runs[1]["details"]["scored"] == dialogs
+    assert [(r["kind"], r["status"]) for r in runs] == [
+        ("export", "finished"),
+        ("score", "finished"),
+        ("crawl", "finished"),
+    ]
+    assert (
+        runs[0]["details"]["dialogs_exported"] == summary["dialogs_exported"]
+        and runs[1]["details"]["scored"] == dialogs
+    )
 
     bench = scraper("bench", str(RECORDED_DIR), "--rounds", "1", env=env)
     figures = json.loads(bench.stdout)
@@ -85,10 +106,22 @@ def test_crawl_without_a_database_fails_clearly():
 def test_run_crawls_periodically_serves_metrics_and_stops_on_sigterm(db_url, engine, dvach, recorded_dir):
     dvach.serve_thread("po", recorded_dir / PO_THREADS[1])
     port = free_port()
-    env = scraper_env(DATABASE_URL=db_url, DVACH_BASE_URL=dvach.url, SCRAPER_BOARDS="po",
-                      SCRAPER_INTERVAL_MIN="0.005", SCRAPER_METRICS_PORT=str(port), SCRAPER_METRICS_HOST="127.0.0.1")
-    process = subprocess.Popen([sys.executable, "-m", "services.scraper", "run"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = scraper_env(
+        DATABASE_URL=db_url,
+        DVACH_BASE_URL=dvach.url,
+        SCRAPER_BOARDS="po",
+        SCRAPER_INTERVAL_MIN="0.005",
+        SCRAPER_METRICS_PORT=str(port),
+        SCRAPER_METRICS_HOST="127.0.0.1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.scraper", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         finished = 0.0
         deadline = time.monotonic() + 90
@@ -124,8 +157,14 @@ def _finished_runs(port: int) -> float:
         body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except httpx.TransportError:
         return 0.0
-    return next((float(line.split()[-1]) for line in body.splitlines()
-                 if line.startswith('dvach_scraper_runs_total{status="finished"}')), 0.0)
+    return next(
+        (
+            float(line.split()[-1])
+            for line in body.splitlines()
+            if line.startswith('dvach_scraper_runs_total{status="finished"}')
+        ),
+        0.0,
+    )
 
 
 def test_run_crawls_at_once_when_the_admin_api_asks(db_url, dvach, recorded_dir, redis_url):
@@ -139,10 +178,23 @@ def test_run_crawls_at_once_when_the_admin_api_asks(db_url, dvach, recorded_dir,
 
     dvach.serve_thread("po", recorded_dir / PO_THREADS[1])
     port = free_port()
-    env = scraper_env(DATABASE_URL=db_url, DVACH_BASE_URL=dvach.url, SCRAPER_BOARDS="po", REDIS_URL=redis_url,
-                      SCRAPER_INTERVAL_MIN="60", SCRAPER_METRICS_PORT=str(port), SCRAPER_METRICS_HOST="127.0.0.1")
-    process = subprocess.Popen([sys.executable, "-m", "services.scraper", "run"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = scraper_env(
+        DATABASE_URL=db_url,
+        DVACH_BASE_URL=dvach.url,
+        SCRAPER_BOARDS="po",
+        REDIS_URL=redis_url,
+        SCRAPER_INTERVAL_MIN="60",
+        SCRAPER_METRICS_PORT=str(port),
+        SCRAPER_METRICS_HOST="127.0.0.1",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.scraper", "run"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for expected in (1, 2):
             if expected == 2:

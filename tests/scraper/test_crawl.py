@@ -74,7 +74,9 @@ async def test_recorded_crawl_stores_every_post_and_records_the_run(recorded_cra
     assert report.counts.threads_fetched == 5
     assert report.counts.posts_added == total_posts == scalar(engine, "SELECT count(*) FROM posts")
     for (board, num), posts in threads.items():
-        assert scalar(engine, "SELECT count(*) FROM posts WHERE board = :b AND thread_num = :t", b=board, t=num) == len(posts)
+        assert scalar(engine, "SELECT count(*) FROM posts WHERE board = :b AND thread_num = :t", b=board, t=num) == len(
+            posts
+        )
     assert report.counts.dialogs_added == scalar(engine, "SELECT count(*) FROM dialogs") > 1000
     # The /mobi/ catalog lists 122 threads over 20 replies; only the recorded one exists (the rest 404).
     assert report.counts.threads_seen == 4 + 122
@@ -84,11 +86,15 @@ async def test_recorded_crawl_stores_every_post_and_records_the_run(recorded_cra
         run = conn.execute(text("SELECT * FROM scrape_runs ORDER BY id DESC LIMIT 1")).mappings().one()
     assert run["status"] == "finished" and run["finished_at"] is not None
     assert (run["threads_fetched"], run["posts_added"], run["dialogs_added"]) == (
-        5, report.counts.posts_added, report.counts.dialogs_added)
+        5,
+        report.counts.posts_added,
+        report.counts.dialogs_added,
+    )
     assert run["boards"] == ["po", "mobi"]
 
     assert metric("dvach_scraper_posts_added_total", board="po") - before["posts"] == sum(
-        len(p) for (b, _), p in threads.items() if b == "po")
+        len(p) for (b, _), p in threads.items() if b == "po"
+    )
     assert metric("dvach_scraper_threads_fetched_total", board="po") - before["fetched"] == 4
     assert metric("dvach_scraper_http_requests_total", status="404") - before["404"] == 121
     assert metric("dvach_scraper_last_run_timestamp_seconds") > 0
@@ -104,11 +110,20 @@ async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
     threads = recorded_posts(recorded_dir, [("po", n) for n in PO_THREADS] + [("mobi", MOBI_SNAPSHOT_2)])
     for (board, num), posts in threads.items():
         with engine.connect() as conn:
-            stored = {row.num: row for row in conn.execute(
-                text("SELECT num, text, is_usable, parents FROM posts WHERE board = :b AND thread_num = :t"),
-                {"b": board, "t": num})}
-            dialogs = {tuple(row.post_nums): row.turns for row in conn.execute(
-                text("SELECT post_nums, turns FROM dialogs WHERE board = :b AND thread_num = :t"), {"b": board, "t": num})}
+            stored = {
+                row.num: row
+                for row in conn.execute(
+                    text("SELECT num, text, is_usable, parents FROM posts WHERE board = :b AND thread_num = :t"),
+                    {"b": board, "t": num},
+                )
+            }
+            dialogs = {
+                tuple(row.post_nums): row.turns
+                for row in conn.execute(
+                    text("SELECT post_nums, turns FROM dialogs WHERE board = :b AND thread_num = :t"),
+                    {"b": board, "t": num},
+                )
+            }
         links = {}
         for post in posts:
             targets = [int(m.group(1)) for a in ANCHOR.findall(post["comment"]) if (m := DATA_NUM.search(a))]
@@ -143,7 +158,11 @@ async def test_second_crawl_adds_nothing(recorded_crawl):
     start = len(server.requests)
     again = await crawl(engine, config)
     assert (again.status, again.counts.posts_added, again.counts.dialogs_added, again.counts.threads_fetched) == (
-        "finished", 0, 0, 0)
+        "finished",
+        0,
+        0,
+        0,
+    )
     assert again.counts.threads_unchanged == 5
     assert not stored_paths & {path for path, _ in server.requests[start:]}  # the listing said: nothing new
 
@@ -177,10 +196,16 @@ async def test_incremental_crawl_adds_only_new_posts(engine, dvach, recorded_dir
     assert report2.counts.threads_fetched == 1
     assert report2.counts.posts_added == len(new - old) > 400
     assert scalar(engine, "SELECT count(*) FROM posts") == len(old | new)
-    assert report2.counts.dialogs_added == scalar(engine, "SELECT count(*) FROM dialogs WHERE id > :i", i=last_dialog) > 0
+    assert (
+        report2.counts.dialogs_added == scalar(engine, "SELECT count(*) FROM dialogs WHERE id > :i", i=last_dialog) > 0
+    )
     with engine.connect() as conn:
-        leaves = {row[0] for row in conn.execute(text("SELECT (post_nums->>0)::bigint FROM dialogs WHERE id > :i"),
-                                                  {"i": last_dialog})}
+        leaves = {
+            row[0]
+            for row in conn.execute(
+                text("SELECT (post_nums->>0)::bigint FROM dialogs WHERE id > :i"), {"i": last_dialog}
+            )
+        }
     assert leaves <= new - old
 
 
@@ -207,7 +232,9 @@ async def test_written_edge_cases_end_up_right_in_the_database(engine, dvach):
     assert report.status == "finished" and report.counts.threads_fetched == 1
     assert report.counts.errors == 1 and "5015" not in str(report.errors) and "comment" in report.errors[0]
     with engine.connect() as conn:
-        posts = {row.num: row for row in conn.execute(text("SELECT num, text, parents, is_usable, raw_html FROM posts"))}
+        posts = {
+            row.num: row for row in conn.execute(text("SELECT num, text, parents, is_usable, raw_html FROM posts"))
+        }
         dialogs = {tuple(row[0]) for row in conn.execute(text("SELECT post_nums FROM dialogs"))}
     assert set(posts) == set(expect)  # the 150,000-character post was skipped
     for num, (usable, parents, _) in expect.items():

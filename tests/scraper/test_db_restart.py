@@ -7,7 +7,6 @@ import json
 import signal
 
 import psutil
-
 import pytest
 from sqlalchemy import text
 
@@ -31,7 +30,9 @@ def rows(engine, sql: str) -> list:
         return conn.execute(text(sql)).all()
 
 
-async def test_postgres_stopped_mid_run_then_the_next_run_completes(private_postgres_dir, dvach, recorded_dir, new_database):
+async def test_postgres_stopped_mid_run_then_the_next_run_completes(
+    private_postgres_dir, dvach, recorded_dir, new_database
+):
     expected = {}
     for board, name in [("po", n) for n in PO_THREADS] + [("mobi", MOBI_SNAPSHOT_2)]:
         num = dvach.serve_thread(board, recorded_dir / name)

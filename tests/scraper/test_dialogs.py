@@ -71,5 +71,5 @@ def test_edge_case_thread():
     hostile = posts[5012].text
     assert "alert" not in hostile and "display" not in hostile and "внутри" not in hostile
     assert "незакрытые теги" in hostile and "\x00" not in hostile
-    assert posts[5011].text == 'спойлер жирный курсив <3 /b/'
+    assert posts[5011].text == "спойлер жирный курсив <3 /b/"
     assert posts[5002].text == 'А мой "кот" — собака & лиса'

@@ -57,7 +57,9 @@ async def test_a_thread_that_keeps_failing_is_skipped_and_fetched_next_run(engin
     assert count(engine, f"SELECT count(*) FROM posts WHERE thread_num = {OTHER}") == 208
     with engine.connect() as conn:
         run = conn.execute(text("SELECT status, errors, threads_failed, error_messages FROM scrape_runs")).one()
-    assert (run.status, run.errors, run.threads_failed) == ("finished", 1, 1) and "invalid JSON" in run.error_messages[0]
+    assert (run.status, run.errors, run.threads_failed) == ("finished", 1, 1) and "invalid JSON" in run.error_messages[
+        0
+    ]
 
     dvach.clear_faults()
     again = await crawl(engine, config)

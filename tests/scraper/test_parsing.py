@@ -108,9 +108,9 @@ def test_plain_text_references_are_removed_but_not_parents():
 def test_hostile_html_is_reduced_to_its_text():
     html = (
         "<script>alert('x')</script><style>*{}</style><img src=x onerror=alert(1)>"
-        f"<span title=\"{'A' * 500_000}\">привет</span><iframe src=javascript:alert(1)>внутри</iframe>"
+        f'<span title="{"A" * 500_000}">привет</span><iframe src=javascript:alert(1)>внутри</iframe>'
         "<b><i><u>незакрытые\u200b\u202e теги<textarea>скрытое</textarea><svg><text>svg</text></svg>"
-        "<a href=\"javascript:alert(1)\" class=\"post-reply-link\" data-num=\"1;DROP TABLE\">&gt;&gt;x</a>"
+        '<a href="javascript:alert(1)" class="post-reply-link" data-num="1;DROP TABLE">&gt;&gt;x</a>'
         "</div></div></span>хвост<!-- комментарий -->"
     )
     clean = clean_comment(html)

@@ -27,8 +27,12 @@ def tiny_classifier(tmp_path_factory, recorded_dir):
     [
         ({0: "LABEL_0", 1: "LABEL_1"}, None, None, ToxicClass(1, False, False)),
         ({0: "toxic", 1: "neutral"}, None, None, ToxicClass(0, False, False)),
-        ({0: "non-toxic", 1: "insult", 2: "obscenity", 3: "threat", 4: "dangerous"}, "multi_label_classification",
-         None, ToxicClass(0, True, True)),
+        (
+            {0: "non-toxic", 1: "insult", 2: "obscenity", 3: "threat", 4: "dangerous"},
+            "multi_label_classification",
+            None,
+            ToxicClass(0, True, True),
+        ),
         ({0: "non-toxic", 1: "insult"}, "multi_label_classification", "insult", ToxicClass(1, False, True)),
         ({0: "a", 1: "b", 2: "c"}, None, "2", ToxicClass(2, False, False)),
         ({0: "score"}, "regression", None, ToxicClass(0, False, True)),
@@ -78,8 +82,9 @@ async def test_scoring_is_resumable_and_scores_the_reply_turn(engine, dvach, rec
     model = AutoModelForSequenceClassification.from_pretrained(tiny_classifier).eval()
     for row in random.Random(0).sample(rows, 5):
         with torch.inference_mode():
-            logits = model(**tokenizer(row.turns[0], return_tensors="pt", truncation=True,
-                                       max_length=scorer.max_tokens)).logits
+            logits = model(
+                **tokenizer(row.turns[0], return_tensors="pt", truncation=True, max_length=scorer.max_tokens)
+            ).logits
         assert torch.softmax(logits, -1)[0, 1].item() == pytest.approx(row.toxicity, abs=1e-4)
         other = tokenizer(row.turns[1], return_tensors="pt")
         with torch.inference_mode():
@@ -90,10 +95,17 @@ def insert_scored(engine, scores: list[float | None]) -> None:
     with engine.begin() as conn:
         for i, score in enumerate(scores):
             conn.execute(
-                text("INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, scored_by) "
-                     "VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"),
-                {"h": f"{i:064d}", "turns": json.dumps([f"ответ {i}", f"пост {i}"], ensure_ascii=False),
-                 "nums": json.dumps([2 * i + 2, 2 * i + 1]), "t": 1000 + i, "s": score},
+                text(
+                    "INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, scored_by) "
+                    "VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"
+                ),
+                {
+                    "h": f"{i:064d}",
+                    "turns": json.dumps([f"ответ {i}", f"пост {i}"], ensure_ascii=False),
+                    "nums": json.dumps([2 * i + 2, 2 * i + 1]),
+                    "t": 1000 + i,
+                    "s": score,
+                },
             )
 
 

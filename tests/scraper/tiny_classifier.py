@@ -15,8 +15,14 @@ from pathlib import Path
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 
-def make_tiny_classifier(out_dir: Path, corpus: Iterable[str], *, labels: tuple[str, ...] = ("neutral", "toxic"),
-                         vocab_size: int = 2000, seed: int = 0) -> Path:
+def make_tiny_classifier(
+    out_dir: Path,
+    corpus: Iterable[str],
+    *,
+    labels: tuple[str, ...] = ("neutral", "toxic"),
+    vocab_size: int = 2000,
+    seed: int = 0,
+) -> Path:
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
@@ -32,14 +38,24 @@ def make_tiny_classifier(out_dir: Path, corpus: Iterable[str], *, labels: tuple[
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
     )
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         model_max_length=128,
     )
     assert len(fast) == len(vocab)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        id2label=dict(enumerate(labels)),
+        label2id={l: i for i, l in enumerate(labels)},
     )
     model = BertForSequenceClassification(config)
     out_dir = Path(out_dir)

@@ -57,7 +57,9 @@ def trainer_env(service_env, trainer_database_url, trainer_redis_url, tmp_path_f
     }
 
 
-def run_trainer(env: dict[str, str], *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_trainer(
+    env: dict[str, str], *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`python -m services.trainer ARGS` as a user runs it; output captured."""
     result = subprocess.run(
         [sys.executable, "-m", "services.trainer", *args],
@@ -68,7 +70,9 @@ def run_trainer(env: dict[str, str], *args: str, check: bool = True, timeout: fl
         timeout=timeout,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"trainer {args} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"trainer {args} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 

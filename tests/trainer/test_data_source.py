@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from services.trainer.data import read_database, read_jsonl
 from shared.db import make_engine
 from shared.db.models import Dialog
-
-from services.trainer.data import read_database, read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,9 @@ def scored_dialogs(trainer_database_url):
                     toxicity=toxicity,
                 )
             )
-        session.add(Dialog(turns_hash="short", turns=["один"], post_nums=[1], board="b", thread_num=1, length=1, toxicity=0.99))
+        session.add(
+            Dialog(turns_hash="short", turns=["один"], post_nums=[1], board="b", thread_num=1, length=1, toxicity=0.99)
+        )
         session.commit()
     yield
     engine.dispose()
@@ -82,12 +83,17 @@ def test_jsonl_skips_unusable_lines(tmp_path):
                 "{not json",
                 json.dumps({"id": 2, "dialogue": ["одна реплика"]}, ensure_ascii=False),
                 json.dumps({"id": 3, "dialogue": ["ответ", "  "]}, ensure_ascii=False),
-                json.dumps({"id": 4, "dialogue": [" ответ ", "вопрос", "ещё раньше"], "toxicity": 0.9}, ensure_ascii=False),
+                json.dumps(
+                    {"id": 4, "dialogue": [" ответ ", "вопрос", "ещё раньше"], "toxicity": 0.9}, ensure_ascii=False
+                ),
             ]
         )
     )
     source = read_jsonl(path)
-    assert [(d.id, d.turns) for d in source.dialogs] == [(1, ["ответ", "вопрос"]), (4, ["ответ", "вопрос", "ещё раньше"])]
+    assert [(d.id, d.turns) for d in source.dialogs] == [
+        (1, ["ответ", "вопрос"]),
+        (4, ["ответ", "вопрос", "ещё раньше"]),
+    ]
     assert source.description["skipped"] == 3
 
 

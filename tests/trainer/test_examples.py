@@ -49,9 +49,7 @@ def test_padding_never_counts(tokenizer):
     builder = ExampleBuilder(tokenizer)
     short = builder.build(["бамп", "двач"])
     long = builder.build(["пошёл работать завтра рано вставать", "нормально а у тебя что нового", "привет анон"])
-    batch = PadCollator(tokenizer.eos_token_id)(
-        [{"input_ids": e.input_ids, "labels": e.labels} for e in (short, long)]
-    )
+    batch = PadCollator(tokenizer.eos_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in (short, long)])
     n = len(short.input_ids)
     assert batch["input_ids"].shape == (2, len(long.input_ids))
     assert batch["attention_mask"][0, :n].tolist() == [1] * n

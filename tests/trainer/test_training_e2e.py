@@ -104,7 +104,10 @@ async def test_train_publish_activate_serve_and_refuse_a_broken_version(
 
         # 4. Activation while jobs are queued: none is lost or failed; results switch once, in order.
         trainer_cli("publish", str(run_dir), "tiny-ft-2")
-        job_ids = [await client.submit([f"скинь картинку с котом {i}"], GenerationParams(max_new_tokens=32, seed=i)) for i in range(6)]
+        job_ids = [
+            await client.submit([f"скинь картинку с котом {i}"], GenerationParams(max_new_tokens=32, seed=i))
+            for i in range(6)
+        ]
         engine = make_engine(trainer_env["DATABASE_URL"])
         redis_client = redis.Redis.from_url(trainer_env["REDIS_URL"])
         try:

@@ -9,14 +9,13 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
-from shared.settings import Settings
-
 from services.bot import texts
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache, message_turn
 from services.bot.delivery import Delivery
 from services.bot.policy import parse_chance
 from services.bot.responder import Responder
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +57,16 @@ async def _admin_or_refuse(message: Message, bot: Bot, delivery: Delivery, recei
     admin = await is_chat_admin(bot, message)
     if admin:
         return True
-    await delivery.answer(message, texts.ADMIN_CHECK_FAILED if admin is None else texts.ADMINS_ONLY, received_at=received_at)
+    await delivery.answer(
+        message, texts.ADMIN_CHECK_FAILED if admin is None else texts.ADMINS_ONLY, received_at=received_at
+    )
     return False
 
 
 @commands_router.message(CommandStart())
-async def start_handler(message: Message, delivery: Delivery, responder: Responder, received_at: float | None = None) -> None:
+async def start_handler(
+    message: Message, delivery: Delivery, responder: Responder, received_at: float | None = None
+) -> None:
     """Greet the user and say what the bot does."""
     if await _allowed(message, responder):
         await delivery.answer(message, texts.START, received_at=received_at)
@@ -81,7 +84,11 @@ async def help_handler(
 
 @commands_router.message(Command("settings"))
 async def settings_handler(
-    message: Message, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+    message: Message,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
 ) -> None:
     """Show the chat's settings."""
     if not await _allowed(message, responder):
@@ -125,7 +132,12 @@ async def chance_handler(
 
 
 async def _set_muted(
-    message: Message, bot: Bot, delivery: Delivery, chat_settings: ChatSettingsRepo, muted: bool, received_at: float | None
+    message: Message,
+    bot: Bot,
+    delivery: Delivery,
+    chat_settings: ChatSettingsRepo,
+    muted: bool,
+    received_at: float | None,
 ) -> None:
     if not await _admin_or_refuse(message, bot, delivery, received_at):
         return
@@ -140,7 +152,12 @@ async def _set_muted(
 
 @commands_router.message(Command("mute"))
 async def mute_handler(
-    message: Message, bot: Bot, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+    message: Message,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
 ) -> None:
     """Stop answering in this chat (admins)."""
     if await _allowed(message, responder):
@@ -149,7 +166,12 @@ async def mute_handler(
 
 @commands_router.message(Command("unmute"))
 async def unmute_handler(
-    message: Message, bot: Bot, delivery: Delivery, responder: Responder, chat_settings: ChatSettingsRepo, received_at: float | None = None
+    message: Message,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
 ) -> None:
     """Answer in this chat again (admins)."""
     if await _allowed(message, responder):
@@ -172,7 +194,9 @@ async def ask_handler(
     max_chars = settings.bot_max_turn_chars
     turn = message_turn(message, me.id, me.username, max_chars, command=True)
     parent_turn = message_turn(parent, me.id, me.username, max_chars) if parent else None
-    await chain_cache.remember(message.chat.id, message.message_id, turn, parent.message_id if parent else None, parent_turn)
+    await chain_cache.remember(
+        message.chat.id, message.message_id, turn, parent.message_id if parent else None, parent_turn
+    )
     dialog = await chain_cache.dialog(message.chat.id, turn, parent.message_id if parent else None, parent_turn)
     if not dialog:
         if await _allowed(message, responder):

@@ -8,14 +8,13 @@ import random
 from aiogram import Bot, Router
 from aiogram.types import Message
 
-from shared.settings import Settings
-
 from services.bot import metrics, texts
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache, entities_of, message_turn, text_of
 from services.bot.mentions import is_mentioned
 from services.bot.policy import ChatPolicy, MessageFacts, decide, ignore_reason
 from services.bot.responder import Responder
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,9 @@ async def message_handler(
     turn = message_turn(message, me.id, me.username, max_chars) if text else ""
     parent_turn = message_turn(parent, me.id, me.username, max_chars) if parent else None
     if text:
-        await chain_cache.remember(chat.id, message.message_id, turn, parent.message_id if parent else None, parent_turn)
+        await chain_cache.remember(
+            chat.id, message.message_id, turn, parent.message_id if parent else None, parent_turn
+        )
     sender = message.from_user
     facts = MessageFacts(
         chat_type=chat.type,
@@ -63,4 +64,6 @@ async def message_handler(
         return
     assert decision.kind is not None
     dialog = await chain_cache.dialog(chat.id, turn, parent.message_id if parent else None, parent_turn)
-    await responder.respond(message, decision.kind, dialog or [texts.EMPTY_MENTION_PROMPT], received_at, config.cooldown_s)
+    await responder.respond(
+        message, decision.kind, dialog or [texts.EMPTY_MENTION_PROMPT], received_at, config.cooldown_s
+    )

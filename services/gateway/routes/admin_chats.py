@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from shared.db.models import ChatSettings
-
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import DbDep
+from shared.db.models import ChatSettings
 
 # Telegram chat ids are signed 64-bit integers (the column is BIGINT).
 ChatId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="Telegram chat id")]
@@ -26,9 +24,18 @@ class ChatOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
         json_schema_extra={
-            "examples": [{"chat_id": -1001234567890, "title": "Двачеры", "chat_type": "supergroup", "reply_chance": 0.1,
-                          "muted": False, "cooldown_s": 60, "created_at": "2026-11-28T12:00:00Z",
-                          "updated_at": "2026-11-28T12:00:00Z"}]
+            "examples": [
+                {
+                    "chat_id": -1001234567890,
+                    "title": "Двачеры",
+                    "chat_type": "supergroup",
+                    "reply_chance": 0.1,
+                    "muted": False,
+                    "cooldown_s": 60,
+                    "created_at": "2026-11-28T12:00:00Z",
+                    "updated_at": "2026-11-28T12:00:00Z",
+                }
+            ]
         },
     )
     chat_id: int
@@ -68,8 +75,7 @@ async def show_chat(chat_id: ChatId, db: DbDep):
     return await _get(db, chat_id)
 
 
-@router.patch("/{chat_id}", response_model=ChatOut, responses=NOT_FOUND,
-              summary="Change a chat's settings")
+@router.patch("/{chat_id}", response_model=ChatOut, responses=NOT_FOUND, summary="Change a chat's settings")
 async def update_chat(chat_id: ChatId, changes: ChatUpdate, db: DbDep):
     chat = await _get(db, chat_id)
     for field, value in changes.model_dump(exclude_none=True).items():
@@ -84,6 +90,8 @@ async def mute_chat(chat_id: ChatId, db: DbDep):
     return await update_chat(chat_id, ChatUpdate(muted=True), db)
 
 
-@router.post("/{chat_id}/unmute", response_model=ChatOut, responses=NOT_FOUND, summary="Let the bot speak in a chat again")
+@router.post(
+    "/{chat_id}/unmute", response_model=ChatOut, responses=NOT_FOUND, summary="Let the bot speak in a chat again"
+)
 async def unmute_chat(chat_id: ChatId, db: DbDep):
     return await update_chat(chat_id, ChatUpdate(muted=False), db)

@@ -11,11 +11,10 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from shared.db.models import Dialog, Post, ScrapeRun, Thread
-from shared.scrape_requests import CRAWL_REQUESTS_KEY
-
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep, DbDep
+from shared.db.models import Dialog, Post, ScrapeRun, Thread
+from shared.scrape_requests import CRAWL_REQUESTS_KEY
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
@@ -37,8 +36,11 @@ class ScrapeRunOut(BaseModel):
 
 
 class ScraperStats(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"threads": 120, "posts": 40211, "dialogs": 18034,
-                                                                "scored_dialogs": 18034, "last_run": None}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"threads": 120, "posts": 40211, "dialogs": 18034, "scored_dialogs": 18034, "last_run": None}]
+        }
+    )
     threads: int
     posts: int
     dialogs: int
@@ -54,9 +56,15 @@ class CrawlRequested(BaseModel):
 class DatasetStats(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"dialogs": 1000, "scored": 900, "by_length": {"2": 600, "3": 300, "4": 100},
-                          "toxicity_histogram": [{"from": 0.0, "to": 0.1, "count": 500}],
-                          "toxicity_quantiles": {"0.5": 0.31, "0.75": 0.82, "0.9": 0.95}}]
+            "examples": [
+                {
+                    "dialogs": 1000,
+                    "scored": 900,
+                    "by_length": {"2": 600, "3": 300, "4": 100},
+                    "toxicity_histogram": [{"from": 0.0, "to": 0.1, "count": 500}],
+                    "toxicity_quantiles": {"0.5": 0.31, "0.75": 0.82, "0.9": 0.95},
+                }
+            ]
         }
     )
     dialogs: int
@@ -78,12 +86,21 @@ async def scraper_stats(db: DbDep):
     dialogs = await db.scalar(select(func.count()).select_from(Dialog))
     scored = await db.scalar(select(func.count()).select_from(Dialog).where(Dialog.toxicity.is_not(None)))
     last = await db.scalar(select(ScrapeRun).order_by(ScrapeRun.started_at.desc()).limit(1))
-    return ScraperStats(threads=threads, posts=posts, dialogs=dialogs, scored_dialogs=scored,
-                        last_run=ScrapeRunOut.model_validate(last) if last else None)
+    return ScraperStats(
+        threads=threads,
+        posts=posts,
+        dialogs=dialogs,
+        scored_dialogs=scored,
+        last_run=ScrapeRunOut.model_validate(last) if last else None,
+    )
 
 
-@router.post("/scraper/crawl", status_code=status.HTTP_202_ACCEPTED, response_model=CrawlRequested,
-             summary="Ask the running scraper (`scraper run`) to crawl now")
+@router.post(
+    "/scraper/crawl",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CrawlRequested,
+    summary="Ask the running scraper (`scraper run`) to crawl now",
+)
 async def request_crawl(client: ClientDep) -> CrawlRequested:
     request_id = uuid.uuid4().hex
     await client.redis.lpush(CRAWL_REQUESTS_KEY, json.dumps({"request_id": request_id, "at": time.time()}))
@@ -94,18 +111,26 @@ async def request_crawl(client: ClientDep) -> CrawlRequested:
 async def dataset_stats(db: DbDep):
     total = await db.scalar(select(func.count()).select_from(Dialog))
     scored = await db.scalar(select(func.count()).select_from(Dialog).where(Dialog.toxicity.is_not(None)))
-    by_length = {str(length): count for length, count in
-                 await db.execute(select(Dialog.length, func.count()).group_by(Dialog.length).order_by(Dialog.length))}
+    by_length = {
+        str(length): count
+        for length, count in await db.execute(
+            select(Dialog.length, func.count()).group_by(Dialog.length).order_by(Dialog.length)
+        )
+    }
     bucket = func.least(func.floor(Dialog.toxicity * 10), 9)
-    counts = dict((await db.execute(
-        select(bucket, func.count()).where(Dialog.toxicity.is_not(None)).group_by(bucket)
-    )).all())
+    counts = dict(
+        (await db.execute(select(bucket, func.count()).where(Dialog.toxicity.is_not(None)).group_by(bucket))).all()
+    )
     histogram = [{"from": b / 10, "to": (b + 1) / 10, "count": int(counts.get(b, 0))} for b in range(10)]
     levels = [0.25, 0.5, 0.75, 0.9]
-    row = (await db.execute(
-        select(*[func.percentile_cont(q).within_group(Dialog.toxicity) for q in levels])
-        .where(Dialog.toxicity.is_not(None))
-    )).one()
+    row = (
+        await db.execute(
+            select(*[func.percentile_cont(q).within_group(Dialog.toxicity) for q in levels]).where(
+                Dialog.toxicity.is_not(None)
+            )
+        )
+    ).one()
     quantiles = {str(q): (round(v, 4) if v is not None else None) for q, v in zip(levels, row)}
-    return DatasetStats(dialogs=total, scored=scored, by_length=by_length,
-                        toxicity_histogram=histogram, toxicity_quantiles=quantiles)
+    return DatasetStats(
+        dialogs=total, scored=scored, by_length=by_length, toxicity_histogram=histogram, toxicity_quantiles=quantiles
+    )

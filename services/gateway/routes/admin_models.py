@@ -15,11 +15,10 @@ import redis
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict
 
-from shared import model_store
-from shared.db import make_engine
-
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import SettingsDep
+from shared import model_store
+from shared.db import make_engine
 
 router = APIRouter(prefix="/admin/models", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
@@ -28,11 +27,19 @@ class ModelVersionOut(BaseModel):
     model_config = ConfigDict(
         from_attributes=True,
         json_schema_extra={
-            "examples": [{"name": "2ch-2026-11-28", "path": "/models/store/2ch-2026-11-28",
-                          "base_model": "Grossmend/rudialogpt3_medium_based_on_gpt2", "data_hash": "3f5a...",
-                          "metrics": {"eval_loss_after": 3.1, "perplexity_after": 22.2}, "is_active": True,
-                          "created_at": "2026-11-28T12:00:00Z", "activated_at": "2026-11-28T12:05:00Z",
-                          "load_failure": None}]
+            "examples": [
+                {
+                    "name": "2ch-2026-11-28",
+                    "path": "/models/store/2ch-2026-11-28",
+                    "base_model": "Grossmend/rudialogpt3_medium_based_on_gpt2",
+                    "data_hash": "3f5a...",
+                    "metrics": {"eval_loss_after": 3.1, "perplexity_after": 22.2},
+                    "is_active": True,
+                    "created_at": "2026-11-28T12:00:00Z",
+                    "activated_at": "2026-11-28T12:05:00Z",
+                    "load_failure": None,
+                }
+            ]
         },
     )
     name: str
@@ -64,8 +71,10 @@ def _sync_clients(request: Request, settings) -> tuple:
 
 def _listing(engine, client) -> list[ModelVersionOut]:
     failures = model_store.load_failures(client)
-    return [ModelVersionOut.model_validate(row).model_copy(update={"load_failure": failures.get(row.name)})
-            for row in model_store.list_versions(engine)]
+    return [
+        ModelVersionOut.model_validate(row).model_copy(update={"load_failure": failures.get(row.name)})
+        for row in model_store.list_versions(engine)
+    ]
 
 
 @router.get("", response_model=list[ModelVersionOut], summary="Published model versions, oldest first")
@@ -74,19 +83,26 @@ async def list_models(request: Request, settings: SettingsDep):
     return await asyncio.to_thread(_listing, engine, client)
 
 
-@router.get("/active", response_model=ModelVersionOut, responses={404: {"description": "No version is active"}},
-            summary="The active model version")
+@router.get(
+    "/active",
+    response_model=ModelVersionOut,
+    responses={404: {"description": "No version is active"}},
+    summary="The active model version",
+)
 async def active_model(request: Request, settings: SettingsDep):
     engine, client = _sync_clients(request, settings)
     row = await asyncio.to_thread(model_store.active_from_db, engine)
     if row is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND,
-                            detail="no version is active: workers serve MODEL_NAME_OR_PATH")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no version is active: workers serve MODEL_NAME_OR_PATH")
     return row
 
 
-@router.post("/{name}/activate", response_model=Activated, responses={404: {"description": "Unknown version"}},
-             summary="Make a version active; workers load it before their next job")
+@router.post(
+    "/{name}/activate",
+    response_model=Activated,
+    responses={404: {"description": "Unknown version"}},
+    summary="Make a version active; workers load it before their next job",
+)
 async def activate_model(name: str, request: Request, settings: SettingsDep):
     engine, client = _sync_clients(request, settings)
     try:

@@ -9,12 +9,11 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from services.gateway.auth import ADMIN_RESPONSES, AdminDep
+from services.gateway.deps import ClientDep
 from shared import ops_state
 from shared.generation_client import BackendUnavailable
 from shared.schemas import TASK_NAME
-
-from services.gateway.auth import ADMIN_RESPONSES, AdminDep
-from services.gateway.deps import ClientDep
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
@@ -28,8 +27,15 @@ class WorkerInfo(BaseModel):
     model_config = {
         "json_schema_extra": {
             "examples": [
-                {"name": "worker@pod-1", "online": True, "active_jobs": 1, "processed": 420,
-                 "model_version": "demo", "backend": "onnxruntime", "concurrency": 1}
+                {
+                    "name": "worker@pod-1",
+                    "online": True,
+                    "active_jobs": 1,
+                    "processed": 420,
+                    "model_version": "demo",
+                    "backend": "onnxruntime",
+                    "concurrency": 1,
+                }
             ]
         }
     }
@@ -46,8 +52,15 @@ class FailedJob(BaseModel):
     model_config = {
         "extra": "allow",
         "json_schema_extra": {
-            "examples": [{"job_id": "9f1c...", "kind": "EmptyGeneration", "message": "the model gave an empty reply 3 times",
-                          "worker": "worker@pod-1", "at": 1764345600.0}]
+            "examples": [
+                {
+                    "job_id": "9f1c...",
+                    "kind": "EmptyGeneration",
+                    "message": "the model gave an empty reply 3 times",
+                    "worker": "worker@pod-1",
+                    "at": 1764345600.0,
+                }
+            ]
         },
     }
     job_id: str | None = None

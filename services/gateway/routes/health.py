@@ -15,8 +15,11 @@ async def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The broker answers and at least one worker is online",
-            responses={503: {"description": "Not ready: broker down or no worker"}})
+@router.get(
+    "/readyz",
+    summary="The broker answers and at least one worker is online",
+    responses={503: {"description": "Not ready: broker down or no worker"}},
+)
 async def readyz(client: ClientDep):
     broker = await client.ping_broker()
     workers = await client.workers_alive(timeout_s=1.0) if broker else []

@@ -8,11 +8,10 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
-from shared.celery_app import QUEUE_INTERACTIVE
-from shared.generation_client import BackendUnavailable, JobFailed, JobTimeout
-
 from services.gateway.deps import ClientDep, SettingsDep
 from services.gateway.schemas import ErrorResponse, JobAccepted, JobStatusResponse, ReplyRequest, ReplyResponse
+from shared.celery_app import QUEUE_INTERACTIVE
+from shared.generation_client import BackendUnavailable, JobFailed, JobTimeout
 
 router = APIRouter(prefix="/v1", tags=["replies"])
 
@@ -28,7 +27,9 @@ _ERRORS = {
 
 
 def _invalid(loc: list, message: str) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"loc": loc, "msg": message, "type": "value_error"}])
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[{"loc": loc, "msg": message, "type": "value_error"}]
+    )
 
 
 def _has_lone_surrogate(text: str) -> bool:
@@ -86,9 +87,7 @@ async def create_reply(body: ReplyRequest, client: ClientDep, settings: Settings
         return _unavailable("the queue is unreachable, try again shortly", 5)
     if not body.wait:
         REPLIES.labels("accepted").inc()
-        return JSONResponse(
-            JobAccepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}").model_dump(), status_code=202
-        )
+        return JSONResponse(JobAccepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}").model_dump(), status_code=202)
     try:
         result = await client.wait(job_id, timeout)
     except JobTimeout:
@@ -102,7 +101,9 @@ async def create_reply(body: ReplyRequest, client: ClientDep, settings: Settings
             REPLIES.labels("timeout").inc()
             return _unavailable("the job waited in the queue past its deadline", min(timeout, 30))
         REPLIES.labels("failed").inc()
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"the worker failed: {exc.kind}: {exc.message}") from None
+        raise HTTPException(
+            status.HTTP_502_BAD_GATEWAY, detail=f"the worker failed: {exc.kind}: {exc.message}"
+        ) from None
     REPLIES.labels("ok").inc()
     return ReplyResponse(job_id=job_id, **result.model_dump())
 

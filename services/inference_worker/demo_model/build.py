@@ -23,11 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from services.inference_worker.demo_model.corpus import demo_dialogs
 from shared.prompt import build_prompt
 from shared.schemas import GenerationParams
 from shared.tokenization import TextCodec
-
-from services.inference_worker.demo_model.corpus import demo_dialogs
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +227,9 @@ def build_demo_model(out_dir: Path, *, seed: int = 1234, steps: int | None = Non
         tokenizer.save_pretrained(tmp)
         metadata["build_seconds"] = round(time.perf_counter() - started, 1)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n")
-        (tmp / VERSION_FILE).write_text(json.dumps({"name": "demo", "generation_defaults": SAMPLE_PARAMS}, indent=2) + "\n")
+        (tmp / VERSION_FILE).write_text(
+            json.dumps({"name": "demo", "generation_defaults": SAMPLE_PARAMS}, indent=2) + "\n"
+        )
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -274,10 +275,19 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
         if not is_built(out_dir):
             log.info("building the demo model", extra={"path": str(out_dir)})
             # Its log lines go to this process's output, as if the build ran here.
-            command = [sys.executable, "-m", "services.inference_worker.demo_model.build", "--out", str(out_dir), "--no-samples"]
+            command = [
+                sys.executable,
+                "-m",
+                "services.inference_worker.demo_model.build",
+                "--out",
+                str(out_dir),
+                "--no-samples",
+            ]
             done = subprocess.run(command + (["--steps", str(steps)] if steps else []))
             if done.returncode != 0 or not is_built(out_dir):
-                raise RuntimeError(f"building the demo model in {out_dir} failed (exit {done.returncode}; its log is above)")
+                raise RuntimeError(
+                    f"building the demo model in {out_dir} failed (exit {done.returncode}; its log is above)"
+                )
     return out_dir
 
 
