@@ -4,9 +4,10 @@
 the event loop: it subscribes to the result backend's own pub/sub channel for the job (Celery's
 Redis backend publishes every state change on the result key) and reads the key once, so a result
 stored before the subscription is not missed. All the jobs a client waits on share one pub/sub
-connection subscribed to the pattern of result keys (`_ResultWatcher`): a connection per waiting job would run the pool dry under a burst
-(redis-py refuses the 101st with "Too many connections"). Short commands use a blocking pool, which
-makes a burst wait for a free connection instead of failing.
+connection subscribed to the pattern of result keys (`_ResultWatcher`): a connection per waiting
+job would run the pool dry under a burst (redis-py refuses the 101st with "Too many connections").
+Short commands use a blocking pool, which makes a burst wait for a free connection instead of
+failing.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class _ResultWatcher:
                     continue
                 for queue in list(self._waiters.get(_text(message["channel"]), ())):
                     queue.put_nowait(message["data"])
-        except Exception:  # a lost connection (or anything else): the waiters must not hang
+        except Exception:  # noqa: BLE001 - a lost connection (or anything else): the waiters must not hang
             # Publishes may have been missed: every waiter resubscribes and re-reads its key (and
             # reports the backend unavailable if Redis is still down). The failure may come late,
             # after Redis is back, so it must not fail waiters outright.
@@ -302,7 +303,24 @@ class GenerationClient:
                 lengths = await pipe.execute()
         except _REDIS_DOWN as exc:
             raise BackendUnavailable(str(exc)) from exc
-        return dict(zip(QUEUES, (int(n) for n in lengths)))
+        return dict(zip(QUEUES, (int(n) for n in lengths), strict=True))
+
+    async def jobs_in_system(self) -> tuple[dict[str, int], int]:
+        """(jobs waiting in each queue, jobs workers hold), read in one MULTI so that they add up.
+
+        Jobs a worker has taken (reserved or running) are in kombu's `unacked` hash until it
+        acknowledges them after the run (acks late); a dead worker's stay there until they are
+        restored to their queue, so they count as work still to do."""
+        unacked_key = self.app.conf.broker_transport_options.get("unacked_key", "unacked")
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for queue in QUEUES:
+                    pipe.llen(queue)
+                pipe.hlen(unacked_key)
+                *lengths, held = await pipe.execute()
+        except _REDIS_DOWN as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        return dict(zip(QUEUES, (int(n) for n in lengths), strict=True)), int(held)
 
     async def ping_broker(self) -> bool:
         try:
@@ -315,6 +333,6 @@ class GenerationClient:
         try:
             # limit=1: return at the first answer instead of waiting out the whole timeout.
             replies = await asyncio.to_thread(self.app.control.ping, timeout=timeout_s, limit=1)
-        except Exception:  # broker down: no worker can be reached either
+        except Exception:  # noqa: BLE001 - broker down (kombu's errors vary): no worker can be reached either
             return []
         return sorted(name for reply in replies for name in reply)

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         default=None, description="SQLAlchemy URL of Postgres. Unset: an embedded Postgres is started."
     )
     embedded_redis_port: int = Field(default=6390, description="Port of the embedded Redis (make run).")
+    redis_eviction_policy_check: Literal["refuse", "warn"] = Field(
+        default="refuse",
+        description="Gateway and workers at start: a Redis whose maxmemory-policy is not noeviction (it may drop "
+        "jobs and results) makes them `refuse` to run, or `warn` (log an error and run).",
+    )
     data_dir: Path = Field(
         default=REPO_ROOT / "var", description="Where embedded servers, caches and the model store live."
     )

@@ -18,6 +18,7 @@ from services.gateway.body_limit import BodySizeLimitMiddleware
 from services.gateway.routes import admin_chats, admin_data, admin_models, admin_page, admin_system, health, replies
 from shared.db import make_async_engine
 from shared.generation_client import GenerationClient
+from shared.redis_eviction import check_no_eviction
 from shared.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await asyncio.to_thread(check_no_eviction, settings, "gateway")  # raises when Redis may evict
         app.state.settings = settings
         app.state.client = GenerationClient(settings)
         engine = make_async_engine(settings.database_url, pool_size=5) if settings.database_url else None

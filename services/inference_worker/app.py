@@ -27,6 +27,17 @@ def _logging(**_kwargs) -> None:
     configure_from_settings(settings)
 
 
+@worker_init.connect
+def _refuse_an_evicting_redis(**_kwargs) -> None:
+    """First of the start-up steps: before a model is loaded (minutes), the broker must not evict."""
+    from shared.redis_eviction import EvictingRedisError, check_no_eviction
+
+    try:
+        check_no_eviction(settings, "inference_worker")
+    except EvictingRedisError:
+        os._exit(1)  # logged by the check; Celery would only log an exception raised from a signal
+
+
 @worker_process_init.connect
 def _load_model(**_kwargs) -> None:
     from services.inference_worker.runtime import runtime
