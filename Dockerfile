@@ -1,15 +1,21 @@
-# One Dockerfile, one target per service; every target shares the layers of `base`.
+# One Dockerfile, one target per service, on two stages of dependencies:
+#   slim: gateway, bot, scraper (the crawl)   - no torch, transformers, onnxruntime
+#   ml:   worker, trainer                     - the CPU build of torch and the inference engines
 #   docker build --target gateway -t dvach-bot/gateway .    (targets: gateway worker bot scraper trainer)
 # docker compose builds them all (docker-compose.yml); docs/deploy.md has the rest.
 #
-# - slim Debian base, CPU-only torch wheel (the default index would pull CUDA, several GB);
+# - the base image pinned by digest (a tag moves; update both together, docs/deploy.md "Images");
+# - dependencies only from the hashed locks in requirements/ (python -m tools.lock writes them
+#   from pyproject.toml's extras): pip --require-hashes --no-deps installs exactly those files;
+#   torch alone comes from the PyTorch CPU index (PyPI's is the CUDA build, several GB);
 # - a non-root user (uid 10001), the code read-only under /app;
 # - writable state only on volumes: /data (DATA_DIR: caches, converted models) and /models
 #   (MODEL_STORE_DIR and the Hugging Face cache, shared by the trainer and the workers);
 # - no secrets in any layer: tokens and passwords come from the environment at run time
 #   (.env for compose, a Secret in Kubernetes); .dockerignore keeps .env out of the context.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# python:3.11-slim-bookworm (the multi-platform index digest).
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91
 
 FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONUNBUFFERED=1 \
@@ -33,31 +39,42 @@ RUN apt-get update \
  && chown -R app:app /data /models
 WORKDIR /app
 
-# Dependencies first (this layer changes only with pyproject.toml): torch from the CPU index,
-# pinned to the version the project is measured on, then the rest of the pinned list.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt
-# The torch pin is read from pyproject.toml (hadolint cannot see it through the variable).
-# hadolint ignore=DL3013
-RUN TORCH="$(grep -E '^torch==' /tmp/requirements.txt)" \
- && pip install --index-url https://download.pytorch.org/whl/cpu "$TORCH" \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
-
+# --- slim: gateway, bot, scraper ----------------------------------------------------------------
+FROM base AS slim
+# Dependencies first (this layer changes only with the lock).
+COPY requirements/slim.txt /tmp/requirements/
+RUN pip install --no-deps --require-hashes -r /tmp/requirements/slim.txt \
+ && pip check \
+ && rm -rf /tmp/requirements
 # The code (runs from /app through PYTHONPATH; nothing of it is writable by the app user).
 COPY alembic.ini ./
 COPY migrations ./migrations
 COPY shared ./shared
 COPY services ./services
-# Every service's entry module imports (the worker's Celery app needs some REDIS_URL to be built;
+# The entry modules of this image import (some REDIS_URL must be set to build a Celery app;
 # nothing connects, and the value stays in this RUN only).
-RUN REDIS_URL=redis://build-check.invalid:6379/0 python -c "import shared.settings, services.gateway.app, services.inference_worker.app, services.inference_worker.tasks, services.bot.main, services.scraper.cli, services.trainer.cli" \
+RUN REDIS_URL=redis://build-check.invalid:6379/0 python -c "import shared.settings, shared.db, services.gateway.app, services.bot.main, services.scraper.cli, alembic.config" \
  && python -m compileall -q /app/shared /app/services /app/migrations
 USER 10001:10001
 ENTRYPOINT ["tini", "--"]
 
-FROM base AS gateway
+# --- ml: worker, trainer ------------------------------------------------------------------------
+FROM base AS ml
+COPY requirements/torch-cpu.txt requirements/ml.txt /tmp/requirements/
+RUN pip install --no-deps --require-hashes --index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements/torch-cpu.txt \
+ && pip install --no-deps --require-hashes -r /tmp/requirements/ml.txt \
+ && pip check \
+ && rm -rf /tmp/requirements
+COPY alembic.ini ./
+COPY migrations ./migrations
+COPY shared ./shared
+COPY services ./services
+RUN REDIS_URL=redis://build-check.invalid:6379/0 python -c "import shared.settings, services.inference_worker.app, services.inference_worker.tasks, services.inference_worker.prepare, services.trainer.cli, services.scraper.cli, torch, transformers, onnxruntime, ctranslate2" \
+ && python -m compileall -q /app/shared /app/services /app/migrations
+USER 10001:10001
+ENTRYPOINT ["tini", "--"]
+
+FROM slim AS gateway
 ENV GATEWAY_HOST=0.0.0.0 GATEWAY_PORT=8000
 EXPOSE 8000
 # Liveness of the process (the same endpoint the Kubernetes liveness probe uses).
@@ -65,7 +82,7 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GATEWAY_PORT','8000'), timeout=2)"]
 CMD ["python", "-m", "services.gateway"]
 
-FROM base AS worker
+FROM ml AS worker
 EXPOSE 9101
 VOLUME ["/data", "/models"]
 # Healthy once the model is loaded: /metrics (served by the worker's main process) shows
@@ -76,17 +93,18 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
 STOPSIGNAL SIGTERM
 CMD ["python", "-m", "services.inference_worker", "-n", "worker@%h"]
 
-FROM base AS bot
-EXPOSE 9103
+FROM slim AS bot
+EXPOSE 9103 8081
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import os,urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/metrics' % os.environ.get('BOT_METRICS_PORT','9103'), timeout=3)"]
 CMD ["python", "-m", "services.bot"]
 
-FROM base AS scraper
+FROM slim AS scraper
 EXPOSE 9102
 VOLUME ["/data"]
 CMD ["python", "-m", "services.scraper", "run"]
 
-FROM base AS trainer
+# Also runs the scraper's `score` and `export` (they need the ML stack): same code, same settings.
+FROM ml AS trainer
 VOLUME ["/data", "/models"]
 CMD ["python", "-m", "services.trainer", "--help"]

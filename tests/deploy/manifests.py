@@ -31,7 +31,7 @@ COMPONENTS = ("components/keda", "components/hpa", "components/monitoring")
 K8S_VERSIONS = ("1.29", "1.37")
 
 # Services of ours in docker-compose.yml (the rest are stock images).
-APP_SERVICES = ("migrate", "gateway", "inference_worker", "bot", "scraper", "trainer")
+APP_SERVICES = ("migrate", "prepare-model", "gateway", "inference_worker", "bot", "scraper", "trainer")
 
 # Environment names that are not Settings fields, each with the reason it exists. Anything else
 # in .env.example, docker-compose.yml or the manifests must be a Settings field.
@@ -183,6 +183,56 @@ def dockerfile_healthcheck(target: str) -> list[str] | None:
     return list(found[-1].value) if found else None
 
 
+def stage_locks(target: str) -> list[Path]:
+    """The lock files the stages of `target` install (COPY requirements/... into the image)."""
+    return [
+        REPO / source
+        for i in stage_instructions(target, "COPY")
+        for source in i.value[:-1]
+        if source.startswith("requirements/")
+    ]
+
+
+# --- Locks ----------------------------------------------------------------------------------------
+
+REQUIREMENTS = REPO / "requirements"
+_LOCKED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", re.M)
+
+
+def locked(*paths: Path) -> dict[str, str]:
+    """Canonical distribution name -> version pinned in the lock files."""
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(n): v for path in paths for n, v in _LOCKED.findall(path.read_text())}
+
+
+def modules_outside_lock(paths: list[Path]) -> set[str]:
+    """Top-level modules of this environment's distributions that the locks do not install."""
+    from importlib import metadata
+
+    from packaging.utils import canonicalize_name
+
+    inside = set(locked(*paths))
+    hidden = set()
+    for module, dists in metadata.packages_distributions().items():
+        if not any(canonicalize_name(d) in inside for d in dists) and module.isidentifier():
+            hidden.add(module)
+    return hidden - {"shared", "services", "migrations", "tests", "bench", "tools"}
+
+
+def hide_modules_code(names: set[str]) -> str:
+    """Python code that makes importing any of `names` fail, as if not installed."""
+    return (
+        "import sys\n"
+        "class _Hidden:\n"
+        f"    names = {sorted(names)!r}\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in self.names:\n"
+        "            raise ModuleNotFoundError(f'{name} is not in this image (hidden by tests/deploy)', name=name)\n"
+        "sys.meta_path.insert(0, _Hidden())\n"
+    )
+
+
 # --- Kubernetes -----------------------------------------------------------------------------------
 
 
@@ -252,6 +302,15 @@ def pod_labels(resource: dict) -> dict:
 def containers(resource: dict, init: bool = True) -> list[dict]:
     spec = pod_spec(resource) or {}
     return list(spec.get("containers", [])) + (list(spec.get("initContainers", [])) if init else [])
+
+
+def settings_names() -> set[str]:
+    from shared.settings import Settings
+
+    return {name.upper() for name in Settings.model_fields}
+
+
+SETTINGS_NAMES = settings_names()
 
 
 def config_map_data(resources) -> dict[str, str]:
