@@ -9,6 +9,7 @@ from sqlalchemy import pool
 
 from shared.db.engine import make_engine, to_sqlalchemy_url
 from shared.db.models import Base
+from shared.db.schema import migration_lock
 
 config = context.config
 target_metadata = Base.metadata
@@ -29,7 +30,8 @@ def run_migrations_offline() -> None:
 
 def run_migrations_online() -> None:
     engine = make_engine(_url(), poolclass=pool.NullPool)
-    with engine.connect() as connection:
+    # One migration at a time, however many run at once (a Job, compose, a hand): shared/db/schema.py.
+    with engine.connect() as connection, migration_lock(connection):
         context.configure(connection=connection, target_metadata=target_metadata)
         with context.begin_transaction():
             context.run_migrations()
