@@ -165,6 +165,12 @@ class Settings(BaseSettings):
     bot_metrics_port: int = Field(default=9103, ge=0, le=65535, description="Port of the bot's /metrics (0: off).")
     bot_request_timeout_s: float = Field(default=20.0, gt=0, description="Timeout of one Bot API request.")
     bot_polling_timeout_s: int = Field(default=20, ge=1, le=50, description="Long-polling wait of getUpdates.")
+    bot_poll_lease_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Polling mode: replicas take turns through a Redis lease of this TTL, one polls; at least "
+        "2 x (BOT_POLLING_TIMEOUT_S + 5).",
+    )
     bot_max_concurrent_updates: int = Field(default=256, ge=1, description="Updates handled at once (polling).")
     bot_context_turns: int = Field(default=3, ge=1, le=8, description="Turns sent to the model, the trigger included.")
     bot_context_ttl_s: int = Field(default=6 * 3600, ge=60, description="How long recent messages are remembered.")

@@ -28,6 +28,7 @@ from services.bot.dedupe import Claims
 from services.bot.delivery import Delivery, per_second_windows
 from services.bot.handlers import commands_router, messages_router
 from services.bot.intake import IntakeMiddleware
+from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
 from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
@@ -178,13 +179,7 @@ async def run(settings: Settings, token: str, webhook_secret: str | None) -> Non
             await run_webhook(dp, bot, settings, webhook_secret, responder)
         else:
             await bot.delete_webhook(drop_pending_updates=False)
-            await dp.start_polling(
-                bot,
-                polling_timeout=settings.bot_polling_timeout_s,
-                tasks_concurrency_limit=settings.bot_max_concurrent_updates,
-                allowed_updates=dp.resolve_used_update_types(),
-                close_bot_session=False,
-            )
+            await run_polling(dp, bot, redis, prefix + ":poll-lease", settings)  # one replica polls
             await responder.drain(settings.bot_shutdown_grace_s)
     finally:
         await client.close()
@@ -234,6 +229,10 @@ def main() -> None:
     try:
         token = check_token(settings)
         secret = check_webhook(settings)
+        if settings.bot_mode == "polling" and (
+            problem := check_ttl(settings.bot_poll_lease_ttl_s, settings.bot_polling_timeout_s)
+        ):
+            raise StartupError(problem)
         with backing_services(settings) as resolved:
             asyncio.run(run(resolved, token, secret))
     except StartupError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,22 @@ RATE_LIMIT_WAIT = Histogram(
     buckets=(0, 0.1, 0.5, 1, 2, 5, 10, 20, 40),
 )
 IN_FLIGHT = Gauge("dvach_bot_replies_in_flight", "Replies being generated or waiting to be sent.")
+# Registered in polling mode only (poll_lease.py): a webhook replica exports no such series.
+POLLING = Gauge(
+    "dvach_bot_polling", "1 while this replica holds the poll lease and polls; 0 standing by.", registry=None
+)
+
+
+_registered_late: set[str] = set()
+
+
+def polling(active: bool) -> None:
+    """This replica polls (True) or stands by (False)."""
+    if "polling" not in _registered_late:
+        REGISTRY.register(POLLING)
+        _registered_late.add("polling")
+    POLLING.set(1 if active else 0)
+
 
 # Reasons a dashboard should see as 0 before the first one happens.
 SKIP_REASONS = (

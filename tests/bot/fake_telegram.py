@@ -4,7 +4,8 @@ aiogram calls `POST {base}/bot{token}/{method}` with form fields (nested objects
 the server answers `{"ok": true, "result": ...}` or `{"ok": false, "error_code": ..., "description":
 ..., "parameters": {"retry_after": N}}`, as Telegram does. getUpdates is real long polling: it
 hands out queued updates with `update_id >= offset` (confirming the older ones), returns at once
-when something is queued and `[]` after `timeout` seconds otherwise.
+when something is queued and `[]` after `timeout` seconds otherwise. One poller per token: a
+getUpdates still waiting when another arrives ends with 409 Conflict, as on Telegram.
 
 Every call is recorded (method, decoded fields, arrival time, outcome); tests wait on the record
 with bounded `wait_for(...)` instead of sleeping. Faults are scripted per method (and chat):
@@ -20,6 +21,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -108,6 +110,7 @@ class FakeTelegram:
         self._chats: dict[int, dict] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
+        self._polls = 0  # getUpdates requests so far: the newest is the poller
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
 
@@ -359,16 +362,15 @@ class FakeTelegram:
             return await request.json()
         form = await request.post()
         params: dict[str, Any] = {}
-        for key, value in form.items():
-            if not isinstance(value, str):
+        for key, raw in form.items():
+            if not isinstance(raw, str):
                 continue
+            value: Any = raw
             if key in _JSON_FIELDS:
-                value = json.loads(value)
+                value = json.loads(raw)
             elif key in _INT_FIELDS:
-                try:
-                    value = int(value)
-                except ValueError:
-                    pass
+                with suppress(ValueError):
+                    value = int(raw)
             params[key] = value
         return params
 
@@ -412,9 +414,18 @@ class FakeTelegram:
         limit = int(params.get("limit") or 100)
         timeout = float(params.get("timeout") or 0)
         deadline = time.monotonic() + timeout
+        # One poller per token: a newer getUpdates ends the one still waiting with 409, as Telegram does.
+        self._polls += 1
+        mine = self._polls
+        assert self._wake is not None
+        self._wake.set()
         while True:
-            assert self._wake is not None
             self._wake.clear()
+            if self._polls != mine:
+                raise _ApiError(
+                    409,
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
+                )
             with self._cond:
                 if offset:
                     self._updates = [u for u in self._updates if u["update_id"] >= offset]
@@ -423,10 +434,8 @@ class FakeTelegram:
             remaining = deadline - time.monotonic()
             if batch or remaining <= 0:
                 return [{k: v for k, v in u.items() if not k.startswith("_")} for u in batch]
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def _m_sendMessage(self, params: dict) -> dict:
         chat_id = params["chat_id"]
