@@ -97,6 +97,7 @@ def test_compose_services_health_checks_and_start_order():
         "prometheus",
         "grafana",
         "migrate",
+        "prepare-model",
     }
     assert expected <= set(services)
     for name, spec in services.items():
@@ -108,7 +109,7 @@ def test_compose_services_health_checks_and_start_order():
                 )
             elif condition == "service_completed_successfully":
                 assert services[dependency].get("restart") == "no", f"{dependency} is a one-shot and must not restart"
-        if name not in ("trainer", "migrate"):  # one-shots
+        if name not in ("trainer", "migrate", "prepare-model"):  # one-shots
             assert "healthcheck" in spec, f"{name} has no health check"
     for name in ("gateway", "inference_worker", "bot", "scraper", "trainer"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
@@ -116,6 +117,11 @@ def test_compose_services_health_checks_and_start_order():
         assert volume in config["volumes"]
     assert "models:/models" in services["inference_worker"]["volumes"]
     assert "models:/models" in services["trainer"]["volumes"]
+    # The model is converted before the workers start, on the volumes they read.
+    prepare = services["prepare-model"]
+    assert services["inference_worker"]["depends_on"]["prepare-model"]["condition"] == "service_completed_successfully"
+    assert set(prepare["volumes"]) == set(services["inference_worker"]["volumes"])
+    assert prepare["image"] == services["inference_worker"]["image"]
 
 
 def test_compose_worker_scales_and_shuts_down_warm():
@@ -181,26 +187,50 @@ def test_dockerfile_targets_match_compose():
         ("scraper", "scraper"),
     ):
         assert config["services"][service]["command"] == m.dockerfile_cmd(target), service
-    # CPU-only torch from the pinned version in pyproject.toml.
-    runs = " ".join(" ".join(i.value) for i in m.stage_instructions("gateway", "RUN"))
-    assert "download.pytorch.org/whl/cpu" in runs
+    # Dependencies only from the hashed locks: the slim stage without torch, the ML stage with
+    # torch alone from the CPU index (tests/deploy/test_images.py checks the locks themselves).
+    slim = " ".join(" ".join(i.value) for i in m.stage_instructions("gateway", "RUN"))
+    assert "--require-hashes -r /tmp/requirements/slim.txt" in slim and "--no-deps" in slim
+    assert "torch" not in slim and "download.pytorch.org" not in slim
+    ml = " ".join(" ".join(i.value) for i in m.stage_instructions("worker", "RUN"))
+    assert "--index-url https://download.pytorch.org/whl/cpu -r /tmp/requirements/torch-cpu.txt" in ml
+    assert "--require-hashes -r /tmp/requirements/ml.txt" in ml
+    for target in ("gateway", "bot", "scraper"):
+        assert m.stage_chain(target)[:2] == ["base", "slim"], target
+    for target in ("worker", "trainer"):
+        assert m.stage_chain(target)[:2] == ["base", "ml"], target
     ignore = (m.REPO / ".dockerignore").read_text().splitlines()
     assert ".env" in ignore, ".env must never reach the build context"
 
 
-def test_dockerfile_import_check_passes_in_a_bare_environment(tmp_path):
-    """The image build's import check, run as the build runs it: the code on PYTHONPATH, no
-    settings in the environment, no .env, another working directory."""
+@pytest.mark.parametrize("target", ["gateway", "worker"])
+def test_dockerfile_import_check_passes_with_only_its_lock_installed(target, tmp_path):
+    """Each stage's import check, run as the build runs it (the code on PYTHONPATH, no settings,
+    no .env, another working directory), with every third-party module its lock does not install
+    hidden: the slim image imports no torch, transformers or onnxruntime."""
     runs = [
-        " ".join(i.value)
-        for i in m.stage_instructions("gateway", "RUN")
-        if "import shared.settings" in " ".join(i.value)
+        " ".join(i.value) for i in m.stage_instructions(target, "RUN") if "import shared.settings" in " ".join(i.value)
     ]
     assert len(runs) == 1
-    command = runs[0].split(" && python -m compileall")[0]
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(m.REPO), "HOME": str(tmp_path)}
+    command = runs[0].split(" && python -m compileall")[0].strip()
+    match = re.fullmatch(r'(REDIS_URL=\S+) python -c "(.+)"', command)
+    assert match, command
+    hidden = m.modules_outside_lock(m.stage_locks(target))
+    assert target != "gateway" or {"torch", "transformers", "onnxruntime", "ctranslate2"} <= hidden
+    env = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(m.REPO),
+        "HOME": str(tmp_path),
+        "REDIS_URL": match.group(1).split("=", 1)[1],
+    }
     done = subprocess.run(
-        ["sh", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", m.hide_modules_code(hidden) + match.group(2)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -378,9 +408,17 @@ def test_commands_are_the_ones_compose_and_the_code_use():
         ):
             container = m.containers(m.named(resources, "Deployment", deployment), init=False)[0]
             assert container["command"] == config["services"][service]["command"], deployment
-        for deployment in ("dvach-gateway", "dvach-bot"):
-            init = m.pod_spec(m.named(resources, "Deployment", deployment))["initContainers"][0]
-            assert init["command"] == config["services"]["migrate"]["command"]
+        # One migration Job (compose's command); the pods that use the database wait for it.
+        job = m.named(resources, "Job", "dvach-migrate")
+        assert m.containers(job)[0]["command"] == config["services"]["migrate"]["command"]
+        for deployment in ("dvach-gateway", "dvach-bot", "dvach-worker"):
+            init = m.pod_spec(m.named(resources, "Deployment", deployment))["initContainers"]
+            assert init[0]["name"] == "wait-for-schema"
+            assert init[0]["command"][:4] == ["python", "-m", "shared.db.schema", "wait"]
+            assert not any("alembic" in c["command"] for c in init), f"{deployment} migrates in a pod"
+        # The worker's model is prepared by an init container, as compose's prepare-model does.
+        prepare = m.pod_spec(m.named(resources, "Deployment", "dvach-worker"))["initContainers"][1]
+        assert prepare["command"] == config["services"]["prepare-model"]["command"]
         scraper = m.containers(m.named(resources, "CronJob", "dvach-scraper"))[0]["command"]
         assert scraper[:3] == ["python", "-m", "services.scraper"] and "--once" in scraper
         assert scraper[3] in typer.main.get_command(scraper_app).commands
