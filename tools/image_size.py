@@ -34,7 +34,7 @@ ML_CHECK = (
 TORCH = ("torch-cpu.txt", ["--index-url", TORCH_CPU_INDEX])
 # stage -> (pip installs, in order: (lock, extra pip options); the stage's import check). The last
 # is for comparison: what every image carried before issue 19 (all roles, the embedded servers).
-STAGES = {
+STAGES: dict[str, tuple[list[tuple[str, list[str]]], str]] = {
     "slim (gateway, bot, scraper)": ([("slim.txt", [])], SLIM_CHECK),
     "ml (worker, trainer)": ([TORCH, ("ml.txt", [])], ML_CHECK),
     "before: one image, every role": (
@@ -75,8 +75,8 @@ def measure(
     present = {n for n, _ in distribution_sizes(python)}
     pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps"]
     for lock, options in installs:
-        if lock == "local":
-            subprocess.run([*pip, *LOCAL_EXTRA], check=True)
+        if lock == "local":  # not locked: with their own dependencies
+            subprocess.run([str(python), "-m", "pip", "install", "--quiet", *LOCAL_EXTRA], check=True)
             continue
         source = (
             ["--no-index", "--find-links", str(torch_wheels)] if lock == "torch-cpu.txt" and torch_wheels else options

@@ -22,8 +22,9 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
+from typing import Any
 
 import redis.asyncio as aioredis
 from aiogram import Bot, Dispatcher
@@ -133,7 +134,7 @@ class PollLease:
 
 async def poll_while_leased(
     lease: PollLease,
-    start_polling: Callable[[], Awaitable[None]],
+    start_polling: Callable[[], Coroutine[Any, Any, None]],
     stop_polling: Callable[[], Awaitable[None]],
     stop: asyncio.Event,
     on_change: Callable[[bool], None] = lambda _polling: None,

@@ -91,7 +91,7 @@ def wait_until_current(url: str, timeout_s: float, interval_s: float = 2.0) -> S
         try:
             state = schema_state(url)
         except Exception as exc:  # noqa: BLE001 - the database not up yet: wait, say why
-            state, reason = None, f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
         else:
             if state.ready:
                 return state

@@ -8,12 +8,14 @@ environment are read from docker-compose.yml (with the image's ENV from the Dock
 - the container paths /data and /models -> folders of this test;
 - MODEL_NAME_OR_PATH -> the suite's tiny GPT-2 (no hub here) with the transformers backend;
 - published ports -> free loopback ports (GATEWAY_HOST 127.0.0.1: nothing listens beyond loopback).
-Then the one-shot migration runs, the worker and the gateway start with exactly those commands,
-their compose health checks pass, and a reply comes back through the gateway.
+Then the one-shot migration and model preparation run, the worker and the gateway start with
+exactly those commands, their compose health checks pass, and a reply comes back through the
+gateway.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -123,7 +125,22 @@ def test_stack_started_like_compose_answers_through_the_gateway(private_redis, d
     )
     assert done.returncode == 0, done.stderr
 
-    # 2. The worker, with the compose command (node name worker@%h) and environment.
+    # 2. The one-shot model preparation the workers wait for (here the tiny model, with the
+    # transformers backend: found, nothing to convert).
+    prepare_env = local_environment("prepare-model", private_redis, database_url, root, overrides)
+    done = subprocess.run(
+        local_command("prepare-model"),
+        cwd=REPO,
+        env={**os.environ, **prepare_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["path"] == str(tiny_model_dir)
+
+    # 3. The worker, with the compose command (node name worker@%h) and environment.
     metrics_port = free_port()
     worker_env = local_environment(
         "inference_worker", private_redis, database_url, root, {**overrides, "WORKER_METRICS_PORT": str(metrics_port)}
@@ -148,7 +165,7 @@ def test_stack_started_like_compose_answers_through_the_gateway(private_redis, d
         check = healthcheck("inference_worker", worker_env)
         assert check.returncode == 0, check.stderr + worker.log_text()[-2000:]
 
-        # 3. The gateway; its compose health check passes; a reply comes back through it.
+        # 4. The gateway; its compose health check passes; a reply comes back through it.
         gateway.start()
         wait_port(gateway, gateway_port)
         check = healthcheck("gateway", gateway_env)
