@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from shared.celery_app import create_celery_app
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,7 +89,7 @@ class Worker(ServiceProcess):
 
     def wait_ready(self, timeout: float = 120) -> Worker:
         """Until the worker answers a ping and its child logged that the model is loaded."""
-        app = create_celery_app(Settings(redis_url=self.env["REDIS_URL"]))
+        app = create_celery_app(QueueSettings(redis_url=self.env["REDIS_URL"]))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

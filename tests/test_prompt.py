@@ -1,4 +1,4 @@
-"""The prompt format of DESIGN.md, checked against hand-written examples of the seed's format."""
+"""The prompt format (docs/architecture.md, "Prompt format"), checked against hand-written examples of the seed's format."""
 
 import pytest
 

@@ -251,9 +251,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-file", type=Path, help="write the reason of a refusal here too")
     args = parser.parse_args(argv)
     from shared.logging_setup import configure_from_settings
-    from shared.settings import get_settings
+    from shared.settings import WorkerSettings, get_settings
 
-    configure_from_settings(get_settings())
+    configure_from_settings(get_settings(WorkerSettings))
     try:
         if args.out:
             convert(args.model_dir, args.out, args.quantization, args.engine)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from shared.progress import LoggedProgress
-from shared.settings import Settings
+from shared.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
-def resolve_model(settings: Settings) -> ModelSource:
+def resolve_model(settings: WorkerSettings) -> ModelSource:
     """The model named by MODEL_NAME_OR_PATH (a folder or a hub name); the demo model when the hub
     cannot be reached. Raises ModelNotFound for a name that names nothing servable."""
     name = settings.model_name_or_path
@@ -204,7 +204,7 @@ def main() -> None:
     from shared.logging_setup import configure_from_settings
     from shared.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings(WorkerSettings)
     configure_from_settings(settings)
     try:
         source = resolve_model(settings)

@@ -12,7 +12,7 @@ from celery.signals import celeryd_after_setup, task_failure
 
 from shared import ops_state
 from shared.schemas import TASK_NAME
-from shared.settings import get_settings
+from shared.settings import WorkerSettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ _client: redis.Redis | None = None
 def _redis() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
+        _client = redis.Redis.from_url(get_settings(WorkerSettings).redis_url, socket_timeout=2, socket_connect_timeout=2)
     return _client
 
 

@@ -12,7 +12,7 @@ import psycopg
 import redis
 
 from shared.celery_app import create_celery_app
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 
 def set_chat(database_url: str, chat_id: int, **fields: Any) -> None:
@@ -60,7 +60,7 @@ class TaskEvents:
     """
 
     def __init__(self, redis_url: str):
-        self.app = create_celery_app(Settings(redis_url=redis_url))
+        self.app = create_celery_app(QueueSettings(redis_url=redis_url))
         self.events: list[dict] = []
         self._cond = threading.Condition()
         self._receiver = None

@@ -8,7 +8,7 @@ import pytest
 
 from services.scraper.api_models import MalformedResponse, parse_listing, parse_thread
 from services.scraper.cleaning import clean_comment, unusable_reason
-from services.scraper.config import parse_boards
+from shared.settings import parse_boards
 from tests.scraper.conftest import MOBI_CATALOG, MOBI_SNAPSHOT_2, PO_THREADS, PO_THREADS_LISTING
 from tests.scraper.fixtures import post, reply_link, thread_json
 

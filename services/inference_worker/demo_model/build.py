@@ -264,9 +264,9 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
     from filelock import FileLock
 
     if out_dir is None:
-        from shared.settings import get_settings
+        from shared.settings import WorkerSettings, get_settings
 
-        out_dir = get_settings().demo_model_dir
+        out_dir = get_settings(WorkerSettings).demo_model_dir
     out_dir = Path(out_dir)
     if is_built(out_dir):
         return out_dir
@@ -316,9 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The build's own bar is the progress; transformers' bar for saving one small file is not needed.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from shared.logging_setup import configure_from_settings
-    from shared.settings import get_settings
+    from shared.settings import WorkerSettings, get_settings
 
-    settings = get_settings()
+    settings = get_settings(WorkerSettings)
     parser = argparse.ArgumentParser(description="Build the bundled demo model.")
     parser.add_argument("--out", type=Path, default=settings.demo_model_dir, help="target folder")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULT_STEPS})")
