@@ -24,6 +24,7 @@ class ErrorKind(StrEnum):
     TIME_LIMIT = "TimeLimitExceeded"  # TASK_TIME_LIMIT_S: the child was killed
     WORKER_LOST = "WorkerLostError"  # the worker died mid-job
 
+
 LengthBucket = Literal["1", "2", "3", "-"]
 
 

@@ -51,7 +51,9 @@ def test_docstrings_point_at_files_that_exist():
     """A docstring that sends the reader to a document (docs/..., or a document in capitals at the
     top of the repository, a capitalised name ending in .md) sends them somewhere real."""
     missing = []
-    for path in sorted(p for top in ("shared", "services", "tests", "bench", "tools") for p in (REPO / top).rglob("*.py")):
+    for path in sorted(
+        p for top in ("shared", "services", "tests", "bench", "tools") for p in (REPO / top).rglob("*.py")
+    ):
         for doc in _docstrings(path):
             for ref in re.findall(r"(?<![\w/.-])(docs/[\w-]+\.md|[A-Z][A-Z_]+\.md)\b", doc):
                 if not (REPO / ref).exists():

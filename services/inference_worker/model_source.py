@@ -79,7 +79,7 @@ def files_to_fetch(repo_files: list[str]) -> list[str]:
     top = [f for f in repo_files if "/" not in f]  # subfolders hold other exports (onnx/, ...)
     wanted = [f for f in top if f in _CHECKPOINT_FILES or f.endswith(_TOKENIZER_SUFFIXES)]
     for single, shard_prefix, suffix, index in _WEIGHT_FORMATS:
-        weights = [f for f in top if f == single or (f.startswith(shard_prefix) and f.endswith(suffix)) or f == index]
+        weights = [f for f in top if f in (single, index) or (f.startswith(shard_prefix) and f.endswith(suffix))]
         if any(f != index for f in weights):
             return wanted + weights
     raise ModelNotFound(

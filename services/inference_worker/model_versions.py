@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import suppress
 
 from shared.model_store import (
     ActiveVersion,
@@ -89,7 +90,7 @@ class VersionWatcher:
                     self._last_db_check = now
                     active = restore_active_key(client, self._db_engine(settings))
             return active
-        except Exception as exc:  # Redis or the DB down: keep serving what is loaded
+        except Exception as exc:  # noqa: BLE001 - Redis or the DB down (any client error): keep serving what is loaded
             now = time.monotonic()
             if now - self._last_redis_warning > 60:
                 self._last_redis_warning = now
@@ -119,7 +120,7 @@ class VersionWatcher:
             fresh.load(settings.model_copy(update={"model_name_or_path": str(path)}))
             if fresh.source.version != desired.name:
                 fresh.source = dataclasses.replace(fresh.source, version=desired.name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a broken checkpoint raises: the old model stays
             error = f"{type(exc).__name__}: {str(exc)[:400]}"
             self.refused[(desired.name, desired.generation)] = error
             log.error(
@@ -132,10 +133,8 @@ class VersionWatcher:
                     "error": error,
                 },
             )
-            try:
+            with suppress(Exception):  # advisory only
                 record_load_failure(self._clients(settings), desired.name, desired.generation, error)
-            except Exception:  # advisory only
-                pass
             return False
         finally:
             self._local.inside = False

@@ -207,7 +207,7 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(
             job_id = await client.submit([f"реплика {i}"], LONG, timeout_s=120)
             submitted[job_id] = submitted_at
             ids.append(job_id)
-        results = dict(zip(ids, await asyncio.gather(*[client.wait(job_id, 120) for job_id in ids])))
+        results = dict(zip(ids, await asyncio.gather(*[client.wait(job_id, 120) for job_id in ids]), strict=True))
         assert child_pids(worker.pid) == []  # a threads pool: the jobs ran in the worker process itself
     finally:
         await client.close()
@@ -237,7 +237,7 @@ async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, pr
             await client.wait(job_id, 240)
             finished.append(job_id)
 
-        await asyncio.gather(*[wait(job_id) for job_id in bulk + [hurry]])
+        await asyncio.gather(*[wait(job_id) for job_id in [*bulk, hurry]])
     finally:
         await client.close()
         worker.stop()

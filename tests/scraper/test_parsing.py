@@ -14,7 +14,7 @@ from tests.scraper.fixtures import post, reply_link, thread_json
 
 
 def test_recorded_threads_and_listings_validate(recorded_dir):
-    for name in PO_THREADS + [MOBI_SNAPSHOT_2]:
+    for name in [*PO_THREADS, MOBI_SNAPSHOT_2]:
         data = json.loads((recorded_dir / name).read_bytes())
         num = int(data["threads"][0]["posts"][0]["num"])
         thread = parse_thread(data, "po", num)
@@ -42,7 +42,7 @@ def test_numbers_are_ints_or_digit_strings_only():
         "not a post",
         {**post(10, 10, "duplicate")},
     ]
-    parsed = parse_thread({"threads": [{"posts": [post(10, 10, "op")] + bad}]}, "b", 10)
+    parsed = parse_thread({"threads": [{"posts": [post(10, 10, "op"), *bad]}]}, "b", 10)
     assert [p.num for p in parsed.posts] == [10]
     assert len(parsed.rejected) == len(bad)
 

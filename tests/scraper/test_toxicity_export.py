@@ -97,8 +97,8 @@ def insert_scored(engine, scores: list[float | None]) -> None:
         for i, score in enumerate(scores):
             conn.execute(
                 text(
-                    "INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, scored_by) "
-                    "VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"
+                    "INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, "
+                    "scored_by) VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"
                 ),
                 {
                     "h": f"{i:064d}",
@@ -133,9 +133,10 @@ def test_export_keeps_the_dialogs_at_or_above_the_quantile(engine, tmp_path):
         first = lines[0]["thread_num"] - 1000
         assert lines[0]["dialogue"] == [f"ответ {first}", f"пост {first}"]
         assert lines[0]["toxicity"] == pytest.approx(scores[first])
-        assert [line.dialogue for _, line in read_jsonl(out / "dialogues.jsonl")] == [l["dialogue"] for l in lines]
+        turns = [line["dialogue"] for line in lines]
+        assert [line.dialogue for _, line in read_jsonl(out / "dialogues.jsonl")] == turns
         dataset = load_from_disk(str(out / "hf"))
-        assert dataset["id"] == [line["id"] for line in lines] and dataset["dialogue"] == [l["dialogue"] for l in lines]
+        assert dataset["id"] == [line["id"] for line in lines] and dataset["dialogue"] == turns
         assert min(dataset["toxicity"]) >= threshold - 1e-12
         assert summary["threshold"] == pytest.approx(threshold, abs=1e-6)
         assert (summary["dialogs_total"], summary["dialogs_scored"], summary["dialogs_exported"]) == (63, 57, len(want))

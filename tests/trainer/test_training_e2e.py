@@ -49,7 +49,7 @@ async def reply_version(client: GenerationClient) -> str:
     return result.model_version
 
 
-async def test_train_publish_activate_serve_and_refuse_a_broken_version(
+async def test_train_publish_activate_serve_and_refuse_a_broken_version(  # noqa: PLR0915, PLR0917 - one story, step by step
     trainer_cli, trainer_env, trainer_worker, start_worker, store_dir, tiny_model_dir, tmp_path, artifacts_dir
 ):
     started = time.monotonic()

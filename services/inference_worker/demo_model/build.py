@@ -258,7 +258,7 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
     """The demo model folder, built first if it is not there (default: settings.demo_model_dir).
 
     A file lock beside the folder makes concurrent workers build it once: the others wait and reuse it.
-    The build runs in a child process: training loads torch and its buffers (about 400 MB) that a
+    The build runs in a child process: training loads torch and its buffers, memory that a
     worker would otherwise keep while it serves the converted model.
     """
     from filelock import FileLock
@@ -283,7 +283,7 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
                 str(out_dir),
                 "--no-samples",
             ]
-            done = subprocess.run(command + (["--steps", str(steps)] if steps else []))
+            done = subprocess.run(command + (["--steps", str(steps)] if steps else []), check=False)
             if done.returncode != 0 or not is_built(out_dir):
                 raise RuntimeError(
                     f"building the demo model in {out_dir} failed (exit {done.returncode}; its log is above)"
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.no_samples:  # a worker building it: the log line above says where it is
         return
     print(f"demo model: {out}")
-    for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out)):
+    for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out), strict=True):
         print(f"> {message}\n< {reply}")
 
 
