@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy import Engine
@@ -41,7 +41,7 @@ def _print(result: dict) -> None:
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     log.error(message)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -57,6 +57,7 @@ def open_database(settings: ScraperSettings) -> Iterator[Engine]:
             servers = stack.enter_context(backing_servers(settings, redis=False, migrate_configured=True))
         except SQLAlchemyError as exc:
             _fail(f"database unavailable: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
+        assert servers.database_url is not None  # asked for (database=True): configured or embedded
         engine = make_engine(servers.database_url)
         stack.callback(engine.dispose)
         yield engine

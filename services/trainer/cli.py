@@ -11,7 +11,7 @@ import json
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from redis.exceptions import RedisError
@@ -33,11 +33,17 @@ from shared.model_store import (
 from shared.settings import TrainerSettings, TrainOptions, get_settings
 from shared.settings.cli import settings_options
 
+if TYPE_CHECKING:
+    import redis
+    from sqlalchemy import Engine
+
+    from services.trainer.training import RunResult
+
 cli = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
 log = logging.getLogger("services.trainer")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -48,7 +54,7 @@ def _settings() -> TrainerSettings:
     return settings
 
 
-def _engine(settings: TrainerSettings):
+def _engine(settings: TrainerSettings) -> Engine:
     from shared.db import make_engine
 
     if not settings.database_url:
@@ -56,7 +62,7 @@ def _engine(settings: TrainerSettings):
     return make_engine(settings.database_url)
 
 
-def _redis(settings: TrainerSettings):
+def _redis(settings: TrainerSettings) -> redis.Redis:
     import redis
 
     if not settings.redis_url:
@@ -115,7 +121,7 @@ def _generation_defaults(raw: str | None) -> dict:
     return defaults
 
 
-def _publish(settings: TrainerSettings, result, name: str, generation_defaults: dict | None = None) -> Path:
+def _publish(settings: TrainerSettings, result: RunResult, name: str, generation_defaults: dict | None = None) -> Path:
     store = ModelStore.from_settings(settings)
     engine = _engine(settings)
     meta = result.version_meta(name)

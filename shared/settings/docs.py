@@ -79,8 +79,10 @@ def all_env_names() -> set[str]:
 def from_variables(cls: type[S], variables: Mapping[str, str | None]) -> S:
     """`cls` built from a mapping of environment names (a ConfigMap, an env file), the process's
     environment filling in the rest; raises pydantic's ValidationError for a bad value."""
-    given = {name: variables[env_name(cls, name)] for name in cls.model_fields if variables.get(env_name(cls, name))}
-    return cls(**given)
+    given: dict[str, Any] = {
+        name: variables[env_name(cls, name)] for name in cls.model_fields if variables.get(env_name(cls, name))
+    }
+    return cls.model_validate(given)
 
 
 def shown_default(field: FieldInfo) -> str:

@@ -22,7 +22,10 @@ def summary_of(stats: DatasetStats) -> dict[str, Any]:
         return {"scored": 0}
     return {
         "scored": stats.scored,
-        "quantiles": {f"p{round(level * 100)}": round(value, 4) for level, value in stats.quantiles.items()},
+        "quantiles": {
+            f"p{round(level * 100)}": round(value, 4) if value is not None else None
+            for level, value in stats.quantiles.items()
+        },
         "histogram": {f"{low:.1f}-{high:.1f}": count for low, high, count in stats.bins()},
     }
 
