@@ -99,7 +99,10 @@ class ComputeSettings(ServiceSettings):
     """Torch's threads, for the services that run a model (worker, scraper's scorer, trainer)."""
 
     torch_threads: int = Field(
-        default=0, ge=0, description="Intra-op threads per worker process; 0 = the cores the process may use."
+        default=0,
+        ge=0,
+        description="Torch's intra-op threads per process (a worker, the scraper's scorer, the trainer); 0 = "
+        "torch's choice, the cores the process may use.",
     )
 
 
