@@ -102,7 +102,7 @@ def dataset_stats(db: Connection | Session) -> DatasetStats:
     ).one()
     # A score of exactly 1.0 belongs to the last bin.
     bucket = func.least(func.width_bucket(Dialog.toxicity, 0.0, 1.0, HISTOGRAM_BINS), HISTOGRAM_BINS)
-    counts: dict[int, int] = dict(db.execute(select(bucket, func.count()).where(_SCORED).group_by(bucket)).tuples())
+    counts: dict[int, int] = dict(db.execute(select(bucket, func.count()).where(_SCORED).group_by(bucket)).all())
     return DatasetStats(
         dialogs=dialogs,
         scored=scored,
