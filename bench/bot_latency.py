@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,19 +61,19 @@ def bot_histogram(metrics_url: str) -> tuple[float, float]:
 
 def run(args) -> dict:
     from services.inference_worker.demo_model.build import ensure_demo_model
-    from services.stack.launcher import Stack
-    from shared.embedded import free_port
-    from shared.settings import Settings
+    from shared.embedded import backing_servers, free_port
+    from shared.settings import ServiceSettings
     from tests.bot.conftest import make_token
     from tests.bot.fake_telegram import FakeTelegram
     from tests.processes import ServiceProcess, Worker
 
     model = args.model or str(ensure_demo_model())
     tmp = Path(tempfile.mkdtemp(prefix="bot-latency-"))
-    stack = Stack(Settings(data_dir=tmp / "data"))
-    stack.start_servers()
+    servers = ExitStack()  # embedded Redis and Postgres unless REDIS_URL / DATABASE_URL are set
+    backing = servers.enter_context(backing_servers(ServiceSettings(data_dir=tmp / "data"), migrate_configured=True))
     base_env = {
-        **stack.env,
+        "REDIS_URL": backing.redis_url,
+        "DATABASE_URL": backing.database_url,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
@@ -151,7 +152,7 @@ def run(args) -> dict:
         bot.stop()
         worker.stop(timeout=60)
         telegram.stop()
-        stack.stop()
+        servers.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -136,7 +136,7 @@ def child_worker(args) -> dict:
     from services.inference_worker.generation import Generator
     from services.inference_worker.runtime import backend_options, make_scheduler
     from shared.schemas import GenerationParams
-    from shared.settings import Settings
+    from shared.settings import WorkerSettings as Settings
 
     settings = Settings(redis_url="redis://unused")
     backend = load_backend(args.backend, Path(args.model), backend_options(settings))
@@ -213,7 +213,7 @@ def measure_queue(args) -> dict:
     from shared.embedded import RedisServer, free_port
     from shared.generation_client import GenerationClient
     from shared.schemas import GenerationParams
-    from shared.settings import Settings
+    from shared.settings import WorkerSettings as Settings
     from tests.processes import Gateway, Worker
 
     print("  measuring the queue (Redis + worker + gateway) ...", flush=True)

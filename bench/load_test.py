@@ -206,7 +206,7 @@ def resolve_model(args, tmp: Path) -> str:
     if os.environ.get("MODEL_NAME_OR_PATH"):
         return os.environ["MODEL_NAME_OR_PATH"]
     from services.inference_worker.demo_model.build import ensure_demo_model
-    from shared.settings import Settings
+    from shared.settings import WorkerSettings as Settings
 
     return str(ensure_demo_model(Settings().demo_model_dir))
 

@@ -1,6 +1,6 @@
 """The Celery application shared by callers (gateway, bot) and the inference workers.
 
-Reliability choices (see FACTS.md):
+Reliability choices (docs/architecture.md, "The generation job"):
 - JSON only, in both directions: a pickled payload is refused by the worker.
 - `acks_late` + `reject_on_worker_lost` + prefetch 1: a job is acknowledged after it ran, and a
   worker killed mid-job gives it back to the queue instead of losing it.
@@ -15,14 +15,14 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.schemas import TASK_NAME
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 QUEUE_INTERACTIVE = "generate.interactive"
 QUEUE_BULK = "generate.bulk"
 QUEUES = (QUEUE_INTERACTIVE, QUEUE_BULK)
 
 
-def create_celery_app(settings: Settings, *, name: str = "dvach") -> Celery:
+def create_celery_app(settings: QueueSettings, *, name: str = "dvach") -> Celery:
     """A Celery app bound to `settings.redis_url` (which must be resolved, not None)."""
     if not settings.redis_url:
         raise ValueError("REDIS_URL is not set (the stack launcher starts an embedded Redis and sets it)")

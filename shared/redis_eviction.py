@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from shared.settings import Settings
+from shared.settings import QueueSettings as Settings
 
 log = logging.getLogger(__name__)
 

@@ -6,11 +6,24 @@ both as plain JSON (Celery's JSON serializer; pickle is refused).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 TASK_NAME = "inference.generate"
+
+
+class ErrorKind(StrEnum):
+    """Why a generation job failed: the name of the exception Celery stored as the job's failure
+    (what `JobFailed.kind` holds for a caller, and the `kind` label of the worker's failure metric)."""
+
+    DEADLINE_EXPIRED = "DeadlineExpired"  # the caller's deadline passed while the job was queued
+    EMPTY_GENERATION = "EmptyGeneration"  # the model gave only empty replies
+    SOFT_TIME_LIMIT = "SoftTimeLimitExceeded"  # TASK_SOFT_TIME_LIMIT_S
+    TIME_LIMIT = "TimeLimitExceeded"  # TASK_TIME_LIMIT_S: the child was killed
+    WORKER_LOST = "WorkerLostError"  # the worker died mid-job
+
 
 LengthBucket = Literal["1", "2", "3", "-"]
 

@@ -11,12 +11,13 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 
 from shared.celery_app import create_celery_app
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,12 +32,11 @@ class ServiceProcess:
 
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        # A new session: killing the group later takes the Celery children with the parent.
-        self.process = subprocess.Popen(
-            self.args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            # A new session: killing the group later takes the Celery children with the parent.
+            self.process = subprocess.Popen(
+                self.args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     @property
@@ -63,10 +63,8 @@ class ServiceProcess:
     def kill(self) -> None:
         if self.process is None:
             return
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
 
 
@@ -89,7 +87,7 @@ class Worker(ServiceProcess):
 
     def wait_ready(self, timeout: float = 120) -> Worker:
         """Until the worker answers a ping and its child logged that the model is loaded."""
-        app = create_celery_app(Settings(redis_url=self.env["REDIS_URL"]))
+        app = create_celery_app(QueueSettings(redis_url=self.env["REDIS_URL"]))
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline:

@@ -20,7 +20,7 @@ from shared.db.models import ChatSettings, Dialog, Post, ScrapeRun, Thread
 from shared.generation_client import GenerationClient, JobFailed
 from shared.schemas import TASK_NAME
 from shared.scrape_requests import CRAWL_REQUESTS_KEY
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 TOKEN = "admin-test-token-5f2c9a"
 
@@ -188,7 +188,7 @@ def test_openapi_documents_every_admin_endpoint_with_examples(admin):
 
 def test_failed_jobs_are_listed_with_their_error(admin, redis_url):
     job_id = uuid.uuid4().hex
-    app = create_celery_app(Settings(redis_url=redis_url))
+    app = create_celery_app(QueueSettings(redis_url=redis_url))
     app.send_task(
         TASK_NAME,
         kwargs={"request_id": job_id, "dialog": ["поздно"], "deadline": time.time() - 1},
@@ -198,7 +198,7 @@ def test_failed_jobs_are_listed_with_their_error(admin, redis_url):
     app.close()
 
     async def wait_failure():
-        client = GenerationClient(Settings(redis_url=redis_url))
+        client = GenerationClient(QueueSettings(redis_url=redis_url))
         try:
             with pytest.raises(JobFailed):
                 await client.wait(job_id, 30)

@@ -12,7 +12,7 @@ import pytest
 from shared.celery_app import QUEUE_INTERACTIVE, create_celery_app
 from shared.generation_client import GenerationClient, JobFailed
 from shared.schemas import TASK_NAME, GenerationParams
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 
 def test_reply_end_to_end_through_gateway(gateway, tiny_model_dir):
@@ -124,7 +124,7 @@ def test_no_worker_gives_503_with_retry_after(start_gateway, redis_server, servi
 
 async def test_expired_deadline_is_dropped_not_generated(worker, redis_url):
     """A job whose deadline passed before a worker took it fails with DeadlineExpired."""
-    client = GenerationClient(Settings(redis_url=redis_url))
+    client = GenerationClient(QueueSettings(redis_url=redis_url))
     try:
         app = client.app
         job_id = uuid.uuid4().hex
@@ -145,7 +145,7 @@ async def test_expired_deadline_is_dropped_not_generated(worker, redis_url):
 
 async def test_pickle_payload_is_refused(worker, redis_url):
     """The worker accepts JSON only: a pickled message never runs."""
-    app = create_celery_app(Settings(redis_url=redis_url))
+    app = create_celery_app(QueueSettings(redis_url=redis_url))
     app.conf.task_serializer = "pickle"
     app.conf.accept_content = ["pickle", "json"]
     job_id = uuid.uuid4().hex
@@ -156,7 +156,7 @@ async def test_pickle_payload_is_refused(worker, redis_url):
         queue=QUEUE_INTERACTIVE,
         serializer="pickle",
     )
-    client = GenerationClient(Settings(redis_url=redis_url))
+    client = GenerationClient(QueueSettings(redis_url=redis_url))
     try:
         status = await client.status(job_id)
         assert status.state == "PENDING"
@@ -176,7 +176,7 @@ async def test_hundreds_of_concurrent_waits_share_one_connection(worker, redis_u
     every one gets its answer, and the client does not hold a connection per waiting job."""
     import psutil
 
-    client = GenerationClient(Settings(redis_url=redis_url))
+    client = GenerationClient(QueueSettings(redis_url=redis_url))
     redis_port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     try:
         params = GenerationParams(max_new_tokens=6)
@@ -202,7 +202,7 @@ async def test_the_result_watcher_hands_each_publish_to_its_waiter(redis_url):
     key as bytes) to the waiter of that key and to no other."""
     import redis.asyncio as aioredis
 
-    client = GenerationClient(Settings(redis_url=redis_url))
+    client = GenerationClient(QueueSettings(redis_url=redis_url))
     publisher = aioredis.from_url(redis_url)
     try:
         mine, other = (client.app.backend.get_key_for_task(uuid.uuid4().hex) for _ in range(2))

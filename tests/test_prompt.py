@@ -1,4 +1,7 @@
-"""The prompt format of DESIGN.md, checked against hand-written examples of the seed's format."""
+"""The prompt format (docs/architecture.md, "Prompt format"), checked against hand-written
+examples of the seed's format."""
+
+from itertools import pairwise
 
 import pytest
 
@@ -33,7 +36,7 @@ def test_dialog_is_rendered_oldest_first_with_alternating_speakers():
 def test_reply_is_always_speaker_one():
     for n in range(1, 7):
         assert speakers(n)[-1] == 0  # the newest turn answers to... the reply, which is speaker 1
-        assert all(a != b for a, b in zip(speakers(n), speakers(n)[1:]))
+        assert all(a != b for a, b in pairwise(speakers(n)))
 
 
 def test_long_turn_gets_long_bucket():

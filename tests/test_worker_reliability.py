@@ -12,7 +12,7 @@ import pytest
 from shared.embedded import RedisServer
 from shared.generation_client import GenerationClient
 from shared.schemas import GenerationParams
-from shared.settings import Settings
+from shared.settings import QueueSettings
 from tests.model_factory import make_tiny_gpt2
 from tests.processes import child_pids
 
@@ -50,7 +50,7 @@ async def test_two_workers_share_a_queue(start_worker, private_redis, tiny_model
     env = {"REDIS_URL": private_redis.url}
     names = {"left@test", "right@test"}
     workers = [start_worker(env, node=name) for name in sorted(names)]
-    client = GenerationClient(Settings(redis_url=private_redis.url))
+    client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
         params = GenerationParams(max_new_tokens=60, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0)
         results = await asyncio.gather(*[client.generate([f"вопрос {i}"], params, timeout_s=120) for i in range(16)])
@@ -65,7 +65,7 @@ async def test_two_workers_share_a_queue(start_worker, private_redis, tiny_model
 async def test_worker_child_killed_mid_job_requeues_and_nothing_is_lost(start_worker, private_redis, slow_model_dir):
     env = {"REDIS_URL": private_redis.url, "MODEL_NAME_OR_PATH": str(slow_model_dir)}
     worker = start_worker(env, node="victim@test")
-    client = GenerationClient(Settings(redis_url=private_redis.url))
+    client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
         job_ids = [await client.submit([f"сообщение {i}"], SLOW_PARAMS, timeout_s=240) for i in range(4)]
         running = await _wait_started(client, job_ids)
@@ -95,7 +95,7 @@ async def test_whole_worker_killed_then_restarted_job_is_redelivered(start_worke
         "VISIBILITY_MARGIN_S": "2",
     }
     first = start_worker(env, node="doomed@test")
-    client = GenerationClient(Settings(redis_url=private_redis.url))
+    client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
         job_ids = [await client.submit([f"реплика {i}"], SLOW_PARAMS, timeout_s=240) for i in range(3)]
         await _wait_started(client, job_ids)

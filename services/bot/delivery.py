@@ -23,7 +23,7 @@ from services.bot.context import ChainCache, clean_turn
 from services.bot.dedupe import Claims
 from services.bot.policy import GROUP_TYPES
 from services.bot.rate_limit import RateLimiter, Window
-from shared.settings import Settings
+from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def clean_reply(text: str) -> str:
     return _CONTROLS.sub("", text).strip()[:TELEGRAM_MAX_TEXT]
 
 
-def per_second_windows(settings: Settings, chat_id: int | str | None) -> list[Window]:
+def per_second_windows(settings: BotSettings, chat_id: int | str | None) -> list[Window]:
     """The per-second budgets a send to `chat_id` takes (only the global one without a chat)."""
     windows = [Window("global", settings.bot_global_per_second, 1.0)]
     if chat_id is not None:
@@ -47,7 +47,7 @@ def per_second_windows(settings: Settings, chat_id: int | str | None) -> list[Wi
 
 
 class Delivery:
-    def __init__(self, bot: Bot, limiter: RateLimiter, claims: Claims, cache: ChainCache, settings: Settings):
+    def __init__(self, bot: Bot, limiter: RateLimiter, claims: Claims, cache: ChainCache, settings: BotSettings):
         self.bot = bot
         self.limiter = limiter
         self.claims = claims

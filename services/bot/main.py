@@ -9,10 +9,9 @@ import asyncio
 import logging
 import re
 import signal
-import socket
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.telegram import TelegramAPIServer
@@ -20,6 +19,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
 from aiogram.types import BotCommand, User
 from aiohttp import web
 from pydantic import ValidationError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 
 from services.bot import metrics, texts
 from services.bot.chat_settings import ChatSettingsRepo
@@ -34,10 +34,11 @@ from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
 from services.bot.typing_indicator import TypingIndicator
 from services.bot.webhook import create_webhook_app
-from shared.db import make_async_engine, migrate
+from shared.db import make_async_engine
+from shared.embedded import backing_servers
 from shared.generation_client import GenerationClient, blocking_redis
 from shared.logging_setup import configure_from_settings
-from shared.settings import Settings
+from shared.settings import BotSettings
 
 log = logging.getLogger("services.bot")
 
@@ -52,7 +53,7 @@ class StartupError(Exception):
     """A configuration problem, told in one line (never with the secret in it)."""
 
 
-def check_token(settings: Settings) -> str:
+def check_token(settings: BotSettings) -> str:
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
         raise StartupError("TELEGRAM_BOT_TOKEN is not set: put the token BotFather gave you into the environment")
     token = settings.telegram_bot_token.get_secret_value().strip()
@@ -64,7 +65,7 @@ def check_token(settings: Settings) -> str:
     return token
 
 
-def check_webhook(settings: Settings) -> str | None:
+def check_webhook(settings: BotSettings) -> str | None:
     if settings.bot_mode != "webhook":
         return None
     secret = settings.bot_webhook_secret.get_secret_value() if settings.bot_webhook_secret else ""
@@ -77,61 +78,52 @@ def check_webhook(settings: Settings) -> str | None:
     return secret
 
 
-def _port_open(port: int) -> bool:
-    with suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-        return True
-    return False
+def _embedded_said(which: str, url: str, embedded: bool) -> None:
+    if embedded and which == "redis":
+        log.warning("REDIS_URL not set: using the embedded Redis (workers must use it too)", extra={"url": url})
+    elif embedded:
+        log.warning("DATABASE_URL not set: started an embedded PostgreSQL")
 
 
 @contextmanager
-def backing_services(settings: Settings) -> Iterator[Settings]:
+def backing_services(settings: BotSettings) -> Iterator[BotSettings]:
     """`settings` with REDIS_URL and DATABASE_URL filled in: embedded servers where unset (the
     stack launcher sets both; this is for running the bot alone on a bare machine)."""
-    with ExitStack() as stack:
-        updates: dict[str, str] = {}
-        if not settings.redis_url:
-            from shared.embedded import RedisServer
-
-            port = getattr(settings, "embedded_redis_port", 6390)
-            if not _port_open(port):
-                server = RedisServer(settings.data_dir / "redis", port=port, persist=True).start()
-                stack.callback(server.stop)
-            updates["redis_url"] = f"redis://127.0.0.1:{port}/0"
-            log.warning(
-                "REDIS_URL not set: using the embedded Redis (workers must use it too)",
-                extra={"url": updates["redis_url"]},
-            )
-        if not settings.database_url:
-            from shared.embedded import EmbeddedPostgres
-
-            postgres = EmbeddedPostgres(settings.data_dir / "postgres").start()
-            stack.callback(postgres.stop)
-            migrate(postgres.url)
-            updates["database_url"] = postgres.url
-            log.warning("DATABASE_URL not set: started an embedded PostgreSQL")
-        yield settings.model_copy(update=updates)
+    with backing_servers(settings, on_ready=_embedded_said) as servers:
+        yield settings.model_copy(update={"redis_url": servers.redis_url, "database_url": servers.database_url})
 
 
-async def identify(bot: Bot) -> User:
-    """getMe, retried while Telegram cannot be reached; a refused token is a startup error."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + STARTUP_IDENTIFY_TIMEOUT_S
-    delay = 0.5
-    while True:
-        try:
-            return await bot.me()
-        except TelegramUnauthorizedError:
-            raise StartupError(
-                "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token with BotFather"
-            ) from None
-        except TelegramAPIError as exc:
-            if loop.time() + delay > deadline:
-                raise StartupError(
-                    f"cannot reach the Bot API at TELEGRAM_API_URL: {type(exc).__name__}: {exc.message}"
-                ) from None
-            log.warning("getMe failed, retrying", extra={"error": type(exc).__name__, "retry_in_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+def _retry_getme(exc: BaseException) -> bool:
+    """Telegram out of reach or failing is waited out; a refused token is not."""
+    return isinstance(exc, TelegramAPIError) and not isinstance(exc, TelegramUnauthorizedError)
+
+
+def _log_getme_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else None
+    log.warning("getMe failed, retrying", extra={"error": type(error).__name__, "retry_in_s": wait})
+
+
+async def identify(bot: Bot, timeout_s: float = STARTUP_IDENTIFY_TIMEOUT_S) -> User:
+    """getMe, retried with exponential backoff while the Bot API cannot be reached, for at most
+    `timeout_s`; a refused token, or no answer in time, is a StartupError."""
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_retry_getme),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        stop=stop_before_delay(timeout_s),
+        before_sleep=_log_getme_retry,
+        reraise=True,
+    )
+    try:
+        return await retrying(bot.me)
+    except TelegramUnauthorizedError:
+        raise StartupError(
+            "Telegram refused TELEGRAM_BOT_TOKEN (401 Unauthorized): check the token with BotFather"
+        ) from None
+    except TelegramAPIError as exc:
+        raise StartupError(
+            f"cannot reach the Bot API at TELEGRAM_API_URL: {type(exc).__name__}: {exc.message}"
+        ) from None
 
 
 async def set_commands(bot: Bot) -> None:
@@ -141,7 +133,7 @@ async def set_commands(bot: Bot) -> None:
         log.warning("setMyCommands failed", extra={"error": type(exc).__name__})
 
 
-async def run(settings: Settings, token: str, webhook_secret: str | None) -> None:
+async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> None:
     session = BotSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=settings.bot_request_timeout_s
     )
@@ -159,7 +151,9 @@ async def run(settings: Settings, token: str, webhook_secret: str | None) -> Non
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
     delivery = Delivery(bot, limiter, claims, cache, settings)
-    responder = Responder(client, delivery, TypingIndicator(bot), limiter, redis, prefix, settings)
+    responder = Responder(
+        client, delivery, typing=TypingIndicator(bot), limiter=limiter, redis=redis, prefix=prefix, settings=settings
+    )
     dp = Dispatcher(
         settings=settings,
         responder=responder,
@@ -189,7 +183,7 @@ async def run(settings: Settings, token: str, webhook_secret: str | None) -> Non
         log.info("bot stopped")
 
 
-async def run_webhook(dp: Dispatcher, bot: Bot, settings: Settings, secret: str, responder: Responder) -> None:
+async def run_webhook(dp: Dispatcher, bot: Bot, settings: BotSettings, secret: str, responder: Responder) -> None:
     app, handler = create_webhook_app(dp, bot, secret, settings.bot_webhook_path)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -220,7 +214,7 @@ async def run_webhook(dp: Dispatcher, bot: Bot, settings: Settings, secret: str,
 
 def main() -> None:
     try:
-        settings = Settings()
+        settings = BotSettings()
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
         sys.exit(f"services.bot: invalid settings: {problems}")

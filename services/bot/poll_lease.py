@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from aiogram import Bot, Dispatcher
 from redis.exceptions import RedisError
 
-from shared.settings import Settings
+from shared.settings import BotSettings as Settings
 
 log = logging.getLogger(__name__)
 

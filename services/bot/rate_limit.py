@@ -7,6 +7,12 @@ A 429 from Telegram blocks a window for its `retry_after` the same way.
 
 If Redis cannot be reached the limiter falls back to the same windows kept in this process: a
 single replica keeps honouring Telegram's limits while Redis is down.
+
+Why a script of our own rather than a library: `limits` (Redis storage) hits one limit per call,
+so a send could take the chat's slot and then be refused the global one, spending a slot it never
+uses; `aiolimiter` keeps its buckets in one process, which replicas cannot share. Neither
+reserves in several windows atomically, says how long until all of them have room, or lets a
+429's `retry_after` block a window.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import time
 
 import redis.asyncio as aioredis
 from aiogram.types import Message
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from services.bot import metrics, texts
@@ -22,7 +23,7 @@ from services.bot.rate_limit import RateLimiter, Window
 from services.bot.typing_indicator import TypingIndicator
 from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
 from shared.schemas import GenerationParams
-from shared.settings import Settings
+from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,12 @@ class Responder:
         self,
         client: GenerationClient,
         delivery: Delivery,
+        *,
         typing: TypingIndicator,
         limiter: RateLimiter,
         redis: aioredis.Redis,
         prefix: str,
-        settings: Settings,
+        settings: BotSettings,
         params: GenerationParams | None = None,
     ):
         self.client = client
@@ -47,7 +49,8 @@ class Responder:
         self.prefix = prefix
         self.settings = settings
         self.params = params or GenerationParams()
-        self._last_apology: dict[int, float] = {}
+        # Chats apologised to within the interval; bounded, since this is only a courtesy.
+        self._apologised: TTLCache[int, bool] = TTLCache(maxsize=10_000, ttl=settings.bot_apology_interval_s)
         self._in_flight: set[asyncio.Task] = set()
 
     async def user_allowed(self, user_id: int | None) -> bool:
@@ -152,14 +155,9 @@ class Responder:
         chat = message.chat
         if chat.type != "private" or kind == "random":
             return
-        now = time.monotonic()
-        last = self._last_apology.get(chat.id)
-        if last is not None and now - last < self.settings.bot_apology_interval_s:
+        if chat.id in self._apologised:
             return
-        self._last_apology[chat.id] = now
-        if len(self._last_apology) > 10_000:  # forget the oldest half; this is only a courtesy
-            for chat_id, _ in sorted(self._last_apology.items(), key=lambda item: item[1])[:5_000]:
-                del self._last_apology[chat_id]
+        self._apologised[chat.id] = True
         await self.delivery.answer(message, texts.APOLOGY, kind="apology")
 
     async def drain(self, timeout_s: float) -> None:

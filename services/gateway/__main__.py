@@ -5,11 +5,11 @@ from __future__ import annotations
 import uvicorn
 
 from shared.logging_setup import configure_from_settings
-from shared.settings import get_settings
+from shared.settings import GatewaySettings, get_settings
 
 
 def main() -> None:
-    settings = get_settings()
+    settings = get_settings(GatewaySettings)
     configure_from_settings(settings)
     uvicorn.run(
         "services.gateway.app:create_app",

@@ -19,7 +19,7 @@ from services.gateway.routes import admin_chats, admin_data, admin_models, admin
 from shared.db import make_async_engine
 from shared.generation_client import GenerationClient
 from shared.redis_eviction import check_no_eviction
-from shared.settings import Settings, get_settings
+from shared.settings import GatewaySettings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,8 @@ async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
     )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    settings = settings or get_settings()
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or get_settings(GatewaySettings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

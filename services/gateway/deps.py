@@ -9,19 +9,19 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.generation_client import GenerationClient
-from shared.settings import Settings
+from shared.settings import GatewaySettings
 
 
 def get_client(request: Request) -> GenerationClient:
     return request.app.state.client
 
 
-def get_app_settings(request: Request) -> Settings:
+def get_app_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
 ClientDep = Annotated[GenerationClient, Depends(get_client)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_app_settings)]
 
 
 async def get_db(request: Request) -> AsyncIterator[AsyncSession]:

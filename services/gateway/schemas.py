@@ -48,3 +48,21 @@ class JobStatusResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+class ValidationProblem(BaseModel):
+    loc: list[str | int] = Field(description="Where: `body`, then the path into it (e.g. body, dialog, 0).")
+    msg: str = Field(description="What is wrong.")
+    type: str = Field(description="pydantic's error type (e.g. `value_error`, `missing`).")
+
+
+class ValidationErrorResponse(BaseModel):
+    """The 422 body: every problem found, each with where it is and what it is (the input is not
+    echoed back)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"detail": [{"loc": ["body", "dialog"], "msg": "the dialog is empty", "type": "value_error"}]}]
+        }
+    )
+    detail: list[ValidationProblem]

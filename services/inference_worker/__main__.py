@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from shared.celery_app import QUEUES
+from shared.settings import WorkerSettings
 
 
 def prepare_metrics_dir() -> None:
@@ -24,11 +25,9 @@ def prepare_metrics_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def job_slots(settings) -> int:
-    """INFERENCE_SLOTS, by default enough jobs for every lane to fill a batch: with 8 slots two
-    ctranslate2 lanes ran batches of 4 under steady load (2.9 replies/s for 355M on 2 cores), with 16
-    batches of up to 8 (3.7 replies/s); onnxruntime runs 8 while the next 8 wait to form the next
-    batch (4.55 replies/s; docs/deploy.md)."""
+def job_slots(settings: WorkerSettings) -> int:
+    """INFERENCE_SLOTS, by default enough jobs for every lane to fill a batch, and as many again
+    waiting to form the next one (the throughput this gives: docs/deploy.md, "Load test")."""
     if settings.inference_slots:
         return settings.inference_slots
     from services.inference_worker.backends import planned_lanes
@@ -37,32 +36,28 @@ def job_slots(settings) -> int:
     return max(1, planned_lanes(settings.inference_backend, backend_options(settings)) * settings.inference_max_batch)
 
 
-def pool_args() -> list[str]:
+def pool_args(settings: WorkerSettings) -> list[str]:
     """Threads pool for a backend with lanes (several jobs share one model in one process),
-    prefork with one child for transformers (docs/inference.md, "Concurrency")."""
-    from shared.settings import get_settings
-
-    settings = get_settings()
+    prefork with WORKER_CONCURRENCY children for transformers (docs/inference.md, "Concurrency")."""
     pool = settings.worker_pool
     if pool == "auto":
         pool = "prefork" if settings.inference_backend == "transformers" else "threads"
     if pool == "threads":
         return ["--pool", "threads", "--concurrency", str(job_slots(settings))]
-    return ["--pool", "prefork", "--concurrency", os.environ.get("WORKER_CONCURRENCY", "1")]
+    return ["--pool", "prefork", "--concurrency", str(settings.worker_concurrency)]
 
 
 def main() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     prepare_metrics_dir()
-    from services.inference_worker.app import app
-    from shared.settings import get_settings
+    from services.inference_worker.app import app, settings
 
     # Celery's start-up banner is third-party chatter like its INFO lines: shown with LOG_LEVEL=DEBUG.
-    quiet = [] if get_settings().log_level.upper() == "DEBUG" else ["--quiet"]
+    quiet = [] if settings.log_level.upper() == "DEBUG" else ["--quiet"]
     argv = [
         *quiet,
         "worker",
-        *pool_args(),
+        *pool_args(settings),
         "--queues",
         ",".join(QUEUES),
         "--loglevel",

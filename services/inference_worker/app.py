@@ -14,9 +14,9 @@ from celery.signals import setup_logging, worker_init, worker_process_init, work
 
 from shared.celery_app import create_celery_app
 from shared.logging_setup import configure_from_settings
-from shared.settings import get_settings
+from shared.settings import WorkerSettings, get_settings
 
-settings = get_settings()
+settings = get_settings(WorkerSettings)
 app = create_celery_app(settings, name="inference_worker")
 app.conf.imports = ["services.inference_worker.tasks", "services.inference_worker.ops_reporting"]
 log = logging.getLogger(__name__)

@@ -7,12 +7,14 @@ lives in `<model_dir>/<engine>-<quantization>/` (`onnx-int8`, `ct2-int8`, ...), 
 folder is read-only (a hub snapshot), under the cache folder in a subfolder named after the
 checkpoint's path. It holds the engine's model (ONNX Runtime: `model.onnx` and its weights, built
 by onnx_graph.py; CTranslate2: `model.bin`, `config.json`, `vocabulary.json`), the fast tokenizer
-(`tokenizer.json`) and `dvach-conversion.json` (what it was made from). A conversion is reused while the checkpoint's files
-are unchanged (names, sizes, modification times); two processes never convert at once (a file lock)
-and a half-written conversion is never seen (it is written to a temporary folder, then renamed).
+(`tokenizer.json`) and `dvach-conversion.json` (what it was made from). A conversion is reused
+while the checkpoint's files are unchanged (names, sizes, modification times); two processes
+never convert at once (a file lock) and a half-written conversion is never seen (it is written
+to a temporary folder, then renamed).
 
-The conversion runs in a child process: loading the float32 checkpoint takes about 1.5 GB for 355M
-parameters, memory a worker would otherwise keep after it has moved on to the int8 model.
+The conversion runs in a child process: loading the float32 checkpoint takes several times the
+memory of the int8 model (docs/deploy.md, "Resources"), which a worker would otherwise keep after
+it has moved on.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str
         str(error_file),
     ]
     try:
-        done = subprocess.run(args, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+        done = subprocess.run(args, env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"}, check=False)
         if done.returncode != 0:
             reason = error_file.read_text().strip() if error_file.exists() else ""
             raise ConversionError(
@@ -251,9 +253,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-file", type=Path, help="write the reason of a refusal here too")
     args = parser.parse_args(argv)
     from shared.logging_setup import configure_from_settings
-    from shared.settings import get_settings
+    from shared.settings import WorkerSettings, get_settings
 
-    configure_from_settings(get_settings())
+    configure_from_settings(get_settings(WorkerSettings))
     try:
         if args.out:
             convert(args.model_dir, args.out, args.quantization, args.engine)

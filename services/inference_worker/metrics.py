@@ -12,6 +12,8 @@ import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
+from shared.schemas import ErrorKind
+
 log = logging.getLogger(__name__)
 
 GENERATION_SECONDS = Histogram(
@@ -35,8 +37,8 @@ FAILURES = Counter("dvach_worker_failures_total", "Failed jobs, by exception kin
 # Known label values start at 0, so dashboards and alerts see the series before the first event.
 for _outcome in ("ok", "failed"):
     JOBS.labels(_outcome)
-for _kind in ("DeadlineExpired", "EmptyGeneration", "SoftTimeLimitExceeded", "TimeLimitExceeded", "WorkerLostError"):
-    FAILURES.labels(_kind)
+for _kind in ErrorKind:
+    FAILURES.labels(_kind.value)
 
 MODEL_LOAD_SECONDS = Gauge(
     "dvach_worker_model_load_seconds", "Time the last model load took, in seconds", multiprocess_mode="livemax"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from shared.progress import LoggedProgress
-from shared.settings import Settings
+from shared.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def files_to_fetch(repo_files: list[str]) -> list[str]:
     top = [f for f in repo_files if "/" not in f]  # subfolders hold other exports (onnx/, ...)
     wanted = [f for f in top if f in _CHECKPOINT_FILES or f.endswith(_TOKENIZER_SUFFIXES)]
     for single, shard_prefix, suffix, index in _WEIGHT_FORMATS:
-        weights = [f for f in top if f == single or (f.startswith(shard_prefix) and f.endswith(suffix)) or f == index]
+        weights = [f for f in top if f in (single, index) or (f.startswith(shard_prefix) and f.endswith(suffix))]
         if any(f != index for f in weights):
             return wanted + weights
     raise ModelNotFound(
@@ -174,7 +174,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
 
 
-def resolve_model(settings: Settings) -> ModelSource:
+def resolve_model(settings: WorkerSettings) -> ModelSource:
     """The model named by MODEL_NAME_OR_PATH (a folder or a hub name); the demo model when the hub
     cannot be reached. Raises ModelNotFound for a name that names nothing servable."""
     name = settings.model_name_or_path
@@ -204,7 +204,7 @@ def main() -> None:
     from shared.logging_setup import configure_from_settings
     from shared.settings import get_settings
 
-    settings = get_settings()
+    settings = get_settings(WorkerSettings)
     configure_from_settings(settings)
     try:
         source = resolve_model(settings)

@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import suppress
 
 from shared.model_store import (
     ActiveVersion,
@@ -36,7 +37,7 @@ from shared.model_store import (
     resolve_path,
     restore_active_key,
 )
-from shared.settings import Settings
+from shared.settings import WorkerSettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class VersionWatcher:
 
     # --- what is wanted -------------------------------------------------------------------
 
-    def _clients(self, settings: Settings):
+    def _clients(self, settings: WorkerSettings):
         # Connections are made in the process that uses them: never inherited across fork.
         if self._pid != os.getpid():
             self._pid, self._redis, self._engine = os.getpid(), None, None
@@ -67,7 +68,7 @@ class VersionWatcher:
             self._redis = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         return self._redis
 
-    def _db_engine(self, settings: Settings):
+    def _db_engine(self, settings: WorkerSettings):
         if self._engine is None:
             from sqlalchemy.pool import NullPool
 
@@ -76,7 +77,7 @@ class VersionWatcher:
             self._engine = make_engine(settings.database_url, poolclass=NullPool)  # no idle connections
         return self._engine
 
-    def desired(self, settings: Settings) -> ActiveVersion | None:
+    def desired(self, settings: WorkerSettings) -> ActiveVersion | None:
         """The active version (Redis first, the database when Redis has none); None: nothing active."""
         client = self._clients(settings)
         if client is None:
@@ -89,7 +90,7 @@ class VersionWatcher:
                     self._last_db_check = now
                     active = restore_active_key(client, self._db_engine(settings))
             return active
-        except Exception as exc:  # Redis or the DB down: keep serving what is loaded
+        except Exception as exc:  # noqa: BLE001 - Redis or the DB down (any client error): keep serving what is loaded
             now = time.monotonic()
             if now - self._last_redis_warning > 60:
                 self._last_redis_warning = now
@@ -107,7 +108,7 @@ class VersionWatcher:
             return False
         return (desired.name, desired.generation) not in self.refused
 
-    def _load_into(self, runtime, settings: Settings, desired: ActiveVersion) -> bool:
+    def _load_into(self, runtime, settings: WorkerSettings, desired: ActiveVersion) -> bool:
         """Load `desired` in a fresh runtime and move it into `runtime`; False (old kept) on failure."""
         old = runtime.version if getattr(runtime, "loaded", False) else None
         started = time.perf_counter()
@@ -119,7 +120,7 @@ class VersionWatcher:
             fresh.load(settings.model_copy(update={"model_name_or_path": str(path)}))
             if fresh.source.version != desired.name:
                 fresh.source = dataclasses.replace(fresh.source, version=desired.name)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a broken checkpoint raises: the old model stays
             error = f"{type(exc).__name__}: {str(exc)[:400]}"
             self.refused[(desired.name, desired.generation)] = error
             log.error(
@@ -132,10 +133,8 @@ class VersionWatcher:
                     "error": error,
                 },
             )
-            try:
+            with suppress(Exception):  # advisory only
                 record_load_failure(self._clients(settings), desired.name, desired.generation, error)
-            except Exception:  # advisory only
-                pass
             return False
         finally:
             self._local.inside = False
@@ -154,7 +153,7 @@ class VersionWatcher:
         )
         return True
 
-    def load_at_start(self, runtime, settings: Settings) -> bool:
+    def load_at_start(self, runtime, settings: WorkerSettings) -> bool:
         """At process start: load the active version if there is one; False = load the default."""
         if getattr(self._local, "inside", False):
             return False
@@ -171,7 +170,7 @@ class VersionWatcher:
             return self._load_into(runtime, settings, previous)
         return False
 
-    def before_job(self, runtime, settings: Settings) -> None:
+    def before_job(self, runtime, settings: WorkerSettings) -> None:
         """Called before each job: switch to a newly activated version (blocking this job only)."""
         desired = self.desired(settings)
         if not self._needs(desired):
@@ -187,11 +186,11 @@ class VersionWatcher:
 watcher = VersionWatcher()
 
 
-def load_active_version(runtime, settings: Settings) -> bool:
+def load_active_version(runtime, settings: WorkerSettings) -> bool:
     """Hook for `ModelRuntime.load`: True when the active version was loaded into `runtime`."""
     return watcher.load_at_start(runtime, settings)
 
 
-def switch_if_activated(runtime, settings: Settings) -> None:
+def switch_if_activated(runtime, settings: WorkerSettings) -> None:
     """Hook for the task: before a job, move to the active version if it changed."""
     watcher.before_job(runtime, settings)

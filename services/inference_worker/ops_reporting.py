@@ -6,38 +6,37 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from functools import cache
 
 import redis
 from celery.signals import celeryd_after_setup, task_failure
 
 from shared import ops_state
 from shared.schemas import TASK_NAME
-from shared.settings import get_settings
+from shared.settings import WorkerSettings, get_settings
 
 log = logging.getLogger(__name__)
 
 # The Celery node name (e.g. "worker@pod-1"), set in the parent before fork; children inherit it.
-NODE = f"celery@{socket.gethostname()}"
-_client: redis.Redis | None = None
+_node = {"name": f"celery@{socket.gethostname()}"}
 
 
+@cache
 def _redis() -> redis.Redis:
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(get_settings().redis_url, socket_timeout=2, socket_connect_timeout=2)
-    return _client
+    """One client per process, made on first use (after fork in a prefork child)."""
+    url = get_settings(WorkerSettings).redis_url
+    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 
 @celeryd_after_setup.connect
-def _remember_node(sender: str, **_kwargs) -> None:
-    global NODE
-    NODE = sender
+def _remember_node(sender: str, **_kwargs: object) -> None:
+    _node["name"] = sender
 
 
 def report_model(model_version: str, backend: str) -> None:
     try:
         ops_state.publish_worker_model(
-            _redis(), NODE, {"model_version": model_version, "backend": backend, "pid": os.getpid()}
+            _redis(), _node["name"], {"model_version": model_version, "backend": backend, "pid": os.getpid()}
         )
     except redis.RedisError as exc:
         log.warning("could not publish the served model", extra={"error": str(exc)})
@@ -54,7 +53,12 @@ def _record_failure(sender=None, task_id=None, exception=None, **_kwargs) -> Non
     try:
         ops_state.record_failure(
             _redis(),
-            {"job_id": task_id, "kind": type(exception).__name__, "message": str(exception)[:500], "worker": NODE},
+            {
+                "job_id": task_id,
+                "kind": type(exception).__name__,
+                "message": str(exception)[:500],
+                "worker": _node["name"],
+            },
         )
     except redis.RedisError as exc:
         log.warning("could not record a failed job", extra={"error": str(exc)})

@@ -22,7 +22,8 @@ import logging
 import sys
 from pathlib import Path
 
-from shared.settings import Settings, get_settings
+from shared.settings import WorkerSettings as Settings
+from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from shared.logging_setup import configure_from_settings
 
-    settings = get_settings()
+    settings = get_settings(Settings)
     configure_from_settings(settings)
     try:
         prepared = prepare(settings, args.version)

@@ -1,6 +1,6 @@
 """The model of this worker process: loaded once, in the child, before its first job.
 
-Torch and OpenMP are never touched in the parent before fork (FACTS.md); with the prefork pool
+Torch and OpenMP are never touched in the parent before fork; with the prefork pool
 `load()` runs from Celery's `worker_process_init` signal in each child, with the threads pool from
 `worker_init` in the one process (no fork). The backend sets its thread counts, loads, and warms up.
 Jobs reach the generator through the scheduler (scheduler.py), which runs several at once when the
@@ -21,7 +21,7 @@ from services.inference_worker.generation import Generator
 from services.inference_worker.model_source import ModelSource, resolve_model
 from services.inference_worker.scheduler import Scheduler
 from shared.schemas import GenerateTask, GenerationParams
-from shared.settings import Settings
+from shared.settings import WorkerSettings as Settings
 
 log = logging.getLogger(__name__)
 

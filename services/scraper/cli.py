@@ -1,30 +1,32 @@
 """`python -m services.scraper COMMAND`: crawl, run, score, export, stats, bench.
 
-Every command reads its settings from the environment (shared.settings). Commands that use the
-database take DATABASE_URL, or start an embedded Postgres under DATA_DIR/postgres when it is
-unset, and bring the schema up to date first (Alembic). Results are printed as JSON on stdout;
-logs (JSON lines) and progress bars go to stderr.
+Every command reads `ScraperSettings` from the environment; the options that override a setting
+(`--boards`, `--model`, `--batch-size`, `--out`, `--quantile`) are made from its fields. Commands
+that use the database take DATABASE_URL, or start an embedded Postgres under DATA_DIR/postgres
+when it is unset, and bring the schema up to date first (Alembic). Results are printed as JSON on
+stdout; logs (JSON lines) and progress bars go to stderr.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared.embedded import backing_servers
 from shared.logging_setup import configure_from_settings
-from shared.settings import REPO_ROOT, Settings, get_settings
+from shared.settings import REPO_ROOT, ScraperSettings
+from shared.settings.cli import settings_options
 
 log = logging.getLogger("services.scraper")
 
@@ -35,47 +37,30 @@ app = typer.Typer(
 DEFAULT_RECORDED = REPO_ROOT.parent / "shared" / "data" / "2ch"
 
 
-def _settings() -> Settings:
-    settings = get_settings()
-    configure_from_settings(settings)
-    return settings
-
-
 def _print(result: dict) -> None:
     typer.echo(json.dumps(result, ensure_ascii=False, indent=2, default=str))
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     log.error(message)
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
 @contextmanager
-def open_database(settings: Settings) -> Iterator[Engine]:
+def open_database(settings: ScraperSettings) -> Iterator[Engine]:
     """An engine on DATABASE_URL (or an embedded Postgres), migrated to the latest schema."""
-    from shared.db import make_engine, migrate
+    from shared.db import make_engine
 
-    embedded = None
-    url = settings.database_url
-    if not url:
-        from shared.embedded import EmbeddedPostgres
-
-        embedded = EmbeddedPostgres(settings.data_dir / "postgres").start()
-        url = embedded.url
-    engine = None
-    try:
+    with ExitStack() as stack:
         try:
-            migrate(url)
+            servers = stack.enter_context(backing_servers(settings, redis=False, migrate_configured=True))
         except SQLAlchemyError as exc:
             _fail(f"database unavailable: {type(exc).__name__}: {getattr(exc, 'orig', None) or exc}")
-        engine = make_engine(url)
+        assert servers.database_url is not None  # asked for (database=True): configured or embedded
+        engine = make_engine(servers.database_url)
+        stack.callback(engine.dispose)
         yield engine
-    finally:
-        if engine is not None:
-            engine.dispose()
-        if embedded is not None:
-            embedded.stop()
 
 
 @contextmanager
@@ -88,9 +73,10 @@ def recorded_run(engine: Engine, kind: str) -> Iterator[dict]:
     try:
         yield details
     except BaseException as exc:
-        store.finish_run(engine, run_id, store.RunCounts(errors=1), [f"{type(exc).__name__}: {exc}"], "failed", details)
+        failure = [f"{type(exc).__name__}: {exc}"]
+        store.finish_run(engine, run_id, store.RunCounts(errors=1), failure, status="failed", details=details)
         raise
-    store.finish_run(engine, run_id, store.RunCounts(), [], "finished", details)
+    store.finish_run(engine, run_id, store.RunCounts(), [], status="finished", details=details)
 
 
 def _run_async(coro) -> object:
@@ -106,28 +92,24 @@ def _run_async(coro) -> object:
 
 
 @app.command()
+@settings_options(ScraperSettings, "scraper_boards")
 def crawl(
+    settings: ScraperSettings,
     once: Annotated[bool, typer.Option("--once", help="One crawl, then exit (without it: like `run`).")] = False,
     force: Annotated[bool, typer.Option(help="Fetch listed threads even when the listing shows no change.")] = False,
-    boards: Annotated[str | None, typer.Option(help="Boards, comma-separated (default SCRAPER_BOARDS).")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar per board.")] = True,
 ) -> None:
     """Crawl the boards into the database: new threads, new posts, new dialogs."""
+    configure_from_settings(settings)
     if not once:
-        return run(progress=progress)
+        return _run_forever(settings, progress)
     from services.scraper.client import DvachClient
-    from services.scraper.config import ScraperConfig, parse_boards
     from services.scraper.crawler import Crawler, CrawlLocked
     from services.scraper.store import DatabaseUnavailable
 
-    settings = _settings()
-    config = ScraperConfig.from_settings(settings)
-    if boards:
-        config = dataclasses.replace(config, boards=parse_boards(boards))
-
     async def once_() -> dict:
-        async with DvachClient(config) as client:
-            report = await Crawler(engine, client, config, progress=progress).run_once(force=force)
+        async with DvachClient(settings) as client:
+            report = await Crawler(engine, client, settings, progress=progress).run_once(force=force)
             return report.as_dict()
 
     with open_database(settings) as engine:
@@ -145,32 +127,31 @@ def crawl(
 
 
 @app.command()
-def run(progress: Annotated[bool, typer.Option(help="Show progress bars.")] = False) -> None:
+@settings_options(ScraperSettings, "scraper_boards")
+def run(settings: ScraperSettings, progress: Annotated[bool, typer.Option(help="Show progress bars.")] = False) -> None:
     """Crawl every SCRAPER_INTERVAL_MIN minutes and serve /metrics on SCRAPER_METRICS_PORT."""
+    configure_from_settings(settings)
+    _run_forever(settings, progress)
+
+
+def _run_forever(settings: ScraperSettings, progress: bool) -> None:
     from services.scraper import metrics
-    from services.scraper.config import ScraperConfig
     from services.scraper.crawler import run_forever
 
-    settings = _settings()
-    config = ScraperConfig.from_settings(settings)
     if settings.scraper_metrics_port:
         metrics.serve(settings.scraper_metrics_host, settings.scraper_metrics_port)
         log.info("metrics served", extra={"port": settings.scraper_metrics_port})
     with open_database(settings) as engine:
         try:
-            _run_async(
-                run_forever(
-                    engine, config, settings.scraper_interval_min * 60, progress=progress, redis_url=settings.redis_url
-                )
-            )
+            _run_async(run_forever(engine, settings, progress=progress))
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.info("scraper stopped")
 
 
 @app.command()
+@settings_options(ScraperSettings, "toxicity_model", "toxicity_batch_size")
 def score(
-    model: Annotated[str | None, typer.Option(help="Classifier (default TOXICITY_MODEL).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Default TOXICITY_BATCH_SIZE.")] = None,
+    settings: ScraperSettings,
     limit: Annotated[int | None, typer.Option(help="Score at most this many dialogs.")] = None,
     rescore: Annotated[bool, typer.Option(help="First forget scores given by other models.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -179,8 +160,8 @@ def score(
     from services.scraper import store
     from services.scraper.toxicity import ToxicityScorer, score_dialogs
 
-    settings = _settings()
-    name = model or settings.toxicity_model
+    configure_from_settings(settings)
+    name = settings.toxicity_model
     with open_database(settings) as engine:
         try:
             scorer = ToxicityScorer(
@@ -194,28 +175,23 @@ def score(
         with recorded_run(engine, "score") as details:
             cleared = store.clear_scores(engine, keep_model=scorer.name) if rescore else 0
             done = score_dialogs(
-                engine, scorer, batch_size=batch_size or settings.toxicity_batch_size, limit=limit, progress=progress
+                engine, scorer, batch_size=settings.toxicity_batch_size, limit=limit, progress=progress
             )
             details.update(model=scorer.name, cleared=cleared, scored=done)
         _print({**details, "unscored_left": store.count_unscored(engine)})
 
 
 @app.command()
-def export(
-    out: Annotated[Path | None, typer.Option(help="Output folder (default EXPORT_DIR or DATA_DIR/dataset).")] = None,
-    quantile: Annotated[float | None, typer.Option(help="Toxicity quantile (default EXPORT_QUANTILE).")] = None,
-) -> None:
+@settings_options(ScraperSettings, "export_dir", "export_quantile")
+def export(settings: ScraperSettings) -> None:
     """Write the dialogs at or above the toxicity quantile as JSONL and as a `datasets` dataset."""
-    from services.scraper.config import export_dir
     from services.scraper.export import NothingToExport, export_dataset
 
-    settings = _settings()
+    configure_from_settings(settings)
     with open_database(settings) as engine:
         try:
             with recorded_run(engine, "export") as details:
-                summary = export_dataset(
-                    engine, out or export_dir(settings), settings.export_quantile if quantile is None else quantile
-                )
+                summary = export_dataset(engine, settings.export_path, settings.export_quantile)
                 details.update(
                     {k: summary[k] for k in ("quantile", "threshold", "dialogs_scored", "dialogs_exported")},
                     out=summary["files"]["jsonl"],
@@ -226,11 +202,14 @@ def export(
 
 
 @app.command()
-def stats(runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5) -> None:
+@settings_options(ScraperSettings)
+def stats(
+    settings: ScraperSettings, runs: Annotated[int, typer.Option(help="How many recent runs to show.")] = 5
+) -> None:
     """Counts, dialog lengths, reply-link resolution, score distribution and recent runs."""
     from services.scraper import store
 
-    settings = _settings()
+    configure_from_settings(settings)
     with open_database(settings) as engine:
         result = store.database_stats(engine)
         result["scores"] = store.score_summary(engine)
@@ -239,7 +218,9 @@ def stats(runs: Annotated[int, typer.Option(help="How many recent runs to show."
 
 
 @app.command()
+@settings_options(ScraperSettings)
 def bench(
+    settings: ScraperSettings,
     data_dir: Annotated[Path, typer.Argument(help="Folder of recorded 2ch JSON.")] = DEFAULT_RECORDED,
     rounds: Annotated[int, typer.Option(help="Passes over the data for the timing.")] = 5,
     per_file: Annotated[bool, typer.Option(help="Also show the figures of each file.")] = False,
@@ -247,7 +228,7 @@ def bench(
     """Posts parsed per second, dialogs, their lengths and resolved reply links, on recorded JSON."""
     from services.scraper.bench import measure
 
-    settings = _settings()
+    configure_from_settings(settings)
     try:
         result = measure(
             data_dir,

@@ -5,8 +5,9 @@
   starts (shared by every task; see `Pacer`), conditional requests (ETag / Last-Modified) so that
   an unchanged thread costs a 304, not its whole JSON.
 - Stubborn: 429, 5xx, network errors, timeouts and bodies that are cut short (invalid JSON) are
-  retried with exponential backoff and jitter; a Retry-After from the server wins. Other statuses
-  fail at once; 404/410 mean the thread is gone (deleted or archived), which is no error.
+  retried (tenacity) with exponential backoff and jitter; a Retry-After from the server wins.
+  Other statuses fail at once; 404/410 mean the thread is gone (deleted or archived), which is no
+  error.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from services.scraper import metrics
 from services.scraper.api_models import MalformedResponse, ParsedListing, parse_listing
-from services.scraper.config import ScraperConfig
+from shared.settings import ScraperSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,15 @@ class FetchError(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+
+class _WorthRetrying(Exception):
+    """One attempt failed in a way another attempt may not (the last one's error is raised)."""
+
+    def __init__(self, error: FetchError, retry_after: float | None = None):
+        super().__init__(str(error))
+        self.error = error
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -119,30 +130,31 @@ class Pacer:
 
 
 class DvachClient:
-    """One client per process (or crawl); use as `async with DvachClient(config) as client`.
+    """One client per process (or crawl); use as `async with DvachClient(settings) as client`.
 
     `clock` and `sleep` pace the requests and time the retries (tests pass their own clock);
     `transport` is httpx's (default: the network)."""
 
     def __init__(
         self,
-        config: ScraperConfig,
+        settings: ScraperSettings,
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         transport: httpx.AsyncBaseTransport | None = None,
     ):
-        self.config = config
+        self.settings = settings
+        in_flight = settings.scraper_concurrency
         self._http = httpx.AsyncClient(
-            base_url=config.base_url,
-            timeout=httpx.Timeout(config.timeout_s),
-            headers={"User-Agent": config.user_agent, "Accept": "application/json"},
+            base_url=settings.dvach_base_url,
+            timeout=httpx.Timeout(settings.scraper_timeout_s),
+            headers={"User-Agent": settings.scraper_user_agent, "Accept": "application/json"},
             follow_redirects=True,
-            limits=httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency),
+            limits=httpx.Limits(max_connections=in_flight, max_keepalive_connections=in_flight),
             transport=transport,
         )
-        self._slots = asyncio.Semaphore(config.concurrency)
-        self._pacer = Pacer(config.delay_s, clock, sleep)
+        self._slots = asyncio.Semaphore(in_flight)
+        self._pacer = Pacer(settings.scraper_delay_s, clock, sleep)
         self._sleep = sleep
         # Listings are asked for every run: remember the last one to make use of a 304.
         self._listings: dict[str, tuple[str | None, str | None, ParsedListing]] = {}
@@ -156,11 +168,27 @@ class DvachClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+    def _backoff(self, state: RetryCallState) -> float:
+        """The wait before the next attempt: the server's Retry-After, else doubling with jitter."""
+        failure = state.outcome.exception() if state.outcome else None
+        retry_after = failure.retry_after if isinstance(failure, _WorthRetrying) else None
+        longest = self.settings.scraper_backoff_max_s
         if retry_after is not None:
-            return min(retry_after, self.config.backoff_max_s)
-        wait = min(self.config.backoff_s * 2**attempt, self.config.backoff_max_s)
+            return min(retry_after, longest)
+        wait = min(self.settings.scraper_backoff_s * 2 ** (state.attempt_number - 1), longest)
         return wait * (0.5 + random.random() / 2)  # jitter: retries of parallel tasks spread out
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        failure = state.outcome.exception() if state.outcome else None
+        log.info(
+            "retrying request",
+            extra={
+                "path": state.args[0] if state.args else None,
+                "error": str(failure),
+                "attempt": state.attempt_number,
+                "wait_s": round(state.next_action.sleep, 3) if state.next_action else None,
+            },
+        )
 
     async def _get_once(self, path: str, headers: dict[str, str]) -> tuple[httpx.Response, bytes]:
         # The connection slot first, then the pacer's turn: a request that waited for a slot must
@@ -186,6 +214,34 @@ class DvachClient:
         metrics.HTTP_REQUESTS.labels(status=str(response.status_code)).inc()
         return response, b"".join(chunks)
 
+    async def _attempt(self, path: str, headers: dict[str, str]) -> Fetched:
+        """One GET of `path`: the answer, or FetchError (for good) or _WorthRetrying."""
+        try:
+            response, body = await self._get_once(path, headers)
+        except httpx.TransportError as exc:  # connect/read errors, timeouts, a body cut short
+            metrics.HTTP_REQUESTS.labels(status="error").inc()
+            raise _WorthRetrying(FetchError("network", f"{path}: {type(exc).__name__}: {exc}")) from exc
+        status = response.status_code
+        if status == 200:
+            try:
+                data = json.loads(body)
+            except ValueError as exc:
+                # A 200 whose JSON stops halfway is a transport accident more often than not.
+                raise _WorthRetrying(
+                    FetchError("malformed", f"{path}: invalid JSON ({exc}; {len(body)} bytes)")
+                ) from exc
+            return Fetched("ok", data, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        if status == 304:
+            return Fetched(
+                "not_modified", etag=headers.get("If-None-Match"), last_modified=headers.get("If-Modified-Since")
+            )
+        if status in (404, 410):
+            return Fetched("gone")
+        if status in _RETRY_STATUSES:
+            retry_after = _retry_after(response.headers.get("Retry-After"))
+            raise _WorthRetrying(FetchError("http", f"{path}: HTTP {status}"), retry_after)
+        raise FetchError("http", f"{path}: HTTP {status}")
+
     async def get_json(self, path: str, *, etag: str | None = None, last_modified: str | None = None) -> Fetched:
         """GET `path` as JSON, retrying what is worth retrying; raise FetchError when it fails for good."""
         headers = {}
@@ -193,41 +249,18 @@ class DvachClient:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        error = FetchError("network", f"{path}: no attempt made")
-        for attempt in range(self.config.max_retries + 1):
-            retry_after = None
-            try:
-                response, body = await self._get_once(path, headers)
-            except httpx.TransportError as exc:  # connect/read errors, timeouts, a body cut short
-                metrics.HTTP_REQUESTS.labels(status="error").inc()
-                error = FetchError("network", f"{path}: {type(exc).__name__}: {exc}")
-            else:
-                status = response.status_code
-                if status == 200:
-                    try:
-                        data = json.loads(body)
-                    except ValueError as exc:
-                        # A 200 whose JSON stops halfway is a transport accident more often than not.
-                        error = FetchError("malformed", f"{path}: invalid JSON ({exc}; {len(body)} bytes)")
-                    else:
-                        return Fetched("ok", data, response.headers.get("ETag"), response.headers.get("Last-Modified"))
-                elif status == 304:
-                    return Fetched("not_modified", etag=etag, last_modified=last_modified)
-                elif status in (404, 410):
-                    return Fetched("gone")
-                elif status in _RETRY_STATUSES:
-                    error = FetchError("http", f"{path}: HTTP {status}")
-                    retry_after = _retry_after(response.headers.get("Retry-After"))
-                else:
-                    raise FetchError("http", f"{path}: HTTP {status}")
-            if attempt < self.config.max_retries:
-                wait = self._backoff(attempt, retry_after)
-                log.info(
-                    "retrying request",
-                    extra={"path": path, "error": str(error), "attempt": attempt + 1, "wait_s": round(wait, 3)},
-                )
-                await self._sleep(wait)
-        raise error
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(_WorthRetrying),
+            stop=stop_after_attempt(self.settings.scraper_max_retries + 1),
+            wait=self._backoff,
+            sleep=self._sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            return await retrying(self._attempt, path, headers)
+        except _WorthRetrying as exc:
+            raise exc.error from None
 
     async def listing(self, board: str) -> ParsedListing:
         """The threads of `board` from `catalog.json`, or `threads.json` where there is no catalog."""

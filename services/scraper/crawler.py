@@ -1,6 +1,6 @@
 """One crawl run: board listings -> threads worth fetching -> parsed, cleaned, stored, recorded.
 
-A thread is fetched when the listing shows more than `min_replies` replies and something changed
+A thread is fetched when the listing shows more than SCRAPER_MIN_REPLIES replies and something changed
 since it was stored (reply count or last-hit time), unless `force`. Failures of one thread (HTTP,
 network, malformed JSON, a statement the database refuses) are logged, counted and skipped; the
 run goes on. When the database itself goes away the run stops with `DatabaseUnavailable`: what
@@ -21,9 +21,9 @@ from tqdm import tqdm
 from services.scraper import metrics, store
 from services.scraper.api_models import ListingThread, MalformedResponse, parse_thread
 from services.scraper.client import DvachClient, FetchError
-from services.scraper.config import ScraperConfig
 from services.scraper.store import DatabaseUnavailable, RunCounts
 from shared.scrape_requests import wait_for_crawl_request
+from shared.settings import ScraperSettings
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,12 @@ async def _db(function, *args, **kwargs):
 
 
 class Crawler:
-    """Crawls `config.boards` into the database behind `engine` through `client`."""
+    """Crawls SCRAPER_BOARDS into the database behind `engine` through `client`."""
 
-    def __init__(self, engine: Engine, client: DvachClient, config: ScraperConfig, *, progress: bool = False):
+    def __init__(self, engine: Engine, client: DvachClient, settings: ScraperSettings, *, progress: bool = False):
         self.engine = engine
         self.client = client
-        self.config = config
+        self.settings = settings
         self.progress = progress
 
     async def run_once(self, *, force: bool = False) -> RunReport:
@@ -89,10 +89,10 @@ class Crawler:
         try:
             if not got_lock:
                 raise CrawlLocked("another crawl is running (the crawl lock is held)")
-            report.run_id = await _db(store.start_run, self.engine, self.config.boards)
-            log.info("crawl started", extra={"run_id": report.run_id, "boards": list(self.config.boards)})
+            report.run_id = await _db(store.start_run, self.engine, self.settings.scraper_boards)
+            log.info("crawl started", extra={"run_id": report.run_id, "boards": list(self.settings.scraper_boards)})
             try:
-                listed = [await self._crawl_board(board, report, force) for board in self.config.boards]
+                listed = [await self._crawl_board(board, report, force) for board in self.settings.scraper_boards]
             except DatabaseUnavailable as exc:
                 report.status = "failed"
                 report.error("database", str(exc))
@@ -124,7 +124,7 @@ class Crawler:
         if report.status == "finished":
             metrics.LAST_SUCCESS.set(time.time())
         try:
-            await _db(store.finish_run, self.engine, report.run_id, report.counts, report.errors, report.status)
+            await _db(store.finish_run, self.engine, report.run_id, report.counts, report.errors, status=report.status)
         except DatabaseUnavailable as exc:
             # The row stays `running`; the next run marks it interrupted.
             log.error("could not record the end of the run", extra={"run_id": report.run_id, "error": str(exc)})
@@ -140,7 +140,7 @@ class Crawler:
             return False
         if listing.rejected:
             report.error("malformed", f"/{board}/ listing: {listing.rejected} entries skipped")
-        wanted = [entry for entry in listing.threads if entry.posts_count > self.config.min_replies]
+        wanted = [entry for entry in listing.threads if entry.posts_count > self.settings.scraper_min_replies]
         report.counts.threads_seen += len(wanted)
         states = await _db(store.thread_states, self.engine, board, [entry.num for entry in wanted])
         await _db(store.mark_seen, self.engine, board, [entry.num for entry in listing.threads])
@@ -204,9 +204,9 @@ class Crawler:
                 entry,
                 etag=fetched.etag,
                 last_modified=fetched.last_modified,
-                max_turns=self.config.max_dialog_turns,
-                lowercase=self.config.lowercase,
-                drop_quotes=self.config.drop_quotes,
+                max_turns=self.settings.scraper_max_dialog_turns,
+                lowercase=self.settings.scraper_lowercase,
+                drop_quotes=self.settings.scraper_drop_quotes,
             )
         except SQLAlchemyError as exc:  # the server is fine but refused this thread's data
             report.counts.threads_failed += 1
@@ -231,13 +231,12 @@ class Crawler:
         )
 
 
-async def run_forever(
-    engine: Engine, config: ScraperConfig, interval_s: float, *, progress: bool = False, redis_url: str | None = None
-) -> None:
-    """Crawl every `interval_s` seconds until cancelled, or at once when the admin API asks
-    (through Redis, when `redis_url` is set); a failed run is logged and retried next time."""
-    async with DvachClient(config) as client:
-        crawler = Crawler(engine, client, config, progress=progress)
+async def run_forever(engine: Engine, settings: ScraperSettings, *, progress: bool = False) -> None:
+    """Crawl every SCRAPER_INTERVAL_MIN until cancelled, or at once when the admin API asks
+    (through Redis, when REDIS_URL is set); a failed run is logged and retried next time."""
+    interval_s = settings.scraper_interval_min * 60
+    async with DvachClient(settings) as client:
+        crawler = Crawler(engine, client, settings, progress=progress)
         while True:
             started = time.monotonic()
             try:
@@ -246,6 +245,6 @@ async def run_forever(
                 log.error("crawl did not complete", extra={"error": str(exc)})
             except Exception:
                 log.exception("crawl failed")
-            request = await wait_for_crawl_request(redis_url, interval_s - (time.monotonic() - started))
+            request = await wait_for_crawl_request(settings.redis_url, interval_s - (time.monotonic() - started))
             if request is not None:
                 log.info("crawl requested through the admin API", extra={"request_id": request.get("request_id")})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from shared.logging_setup import configure_logging
-from shared.settings import get_settings
+from shared.settings import GatewaySettings, get_settings
 
 cli = typer.Typer(add_completion=False, help=__doc__)
 
@@ -13,11 +13,11 @@ cli = typer.Typer(add_completion=False, help=__doc__)
 @cli.command()
 def run() -> None:
     """Start Redis and Postgres (embedded unless configured), a worker, the gateway and the bot."""
-    from services.stack.launcher import run_stack
+    from services.stack.launcher import Stack, run_stack
 
-    settings = get_settings()
-    configure_logging(settings.log_level, "console")
-    run_stack(settings)
+    stack = Stack.from_environment()
+    configure_logging(stack.settings.log_level, "console")
+    run_stack(stack)
 
 
 @cli.command()
@@ -25,7 +25,7 @@ def chat(url: str = typer.Option(None, help="Gateway URL (default http://GATEWAY
     """Talk to the model in the terminal through a running gateway."""
     from services.stack.chat import run_chat
 
-    run_chat(get_settings(), url)
+    run_chat(get_settings(GatewaySettings), url)
 
 
 if __name__ == "__main__":

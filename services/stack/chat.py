@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import httpx
 
-from shared.settings import Settings
+from shared.settings import GatewaySettings
 
 HISTORY_TURNS = 3
 
 
-def run_chat(settings: Settings, base_url: str | None = None) -> None:
+def run_chat(settings: GatewaySettings, base_url: str | None = None) -> None:
     base = base_url or f"http://{settings.gateway_host}:{settings.gateway_port}"
     try:
         httpx.get(base + "/healthz", timeout=3).raise_for_status()

@@ -16,14 +16,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import httpx
 
-from shared.db import migrate
-from shared.embedded import EmbeddedPostgres, RedisServer
-from shared.settings import Settings
+from shared.embedded import backing_servers
+from shared.settings import BotSettings, GatewaySettings, ServiceSettings, WorkerSettings
 
 log = logging.getLogger("stack")
 
@@ -41,32 +41,41 @@ def where(url: str) -> str:
 
 @dataclass
 class Stack:
-    settings: Settings
+    """The servers (from the common settings) and the services the stack starts; each service's
+    own settings say where to find it (the gateway's address, the metrics ports, the bot's token)."""
+
+    settings: ServiceSettings
+    gateway: GatewaySettings
+    worker: WorkerSettings
+    bot: BotSettings
     env: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-    redis: RedisServer | None = None
-    postgres: EmbeddedPostgres | None = None
+    servers: ExitStack = field(default_factory=ExitStack)
+
+    @classmethod
+    def from_environment(cls) -> Stack:
+        return cls(ServiceSettings(), GatewaySettings(), WorkerSettings(), BotSettings())
+
+    def _server_ready(self, which: str, url: str, embedded: bool) -> None:
+        """Says where a server is, never a configured URL's user or password."""
+        data = self.settings.data_dir / which
+        if which == "redis":
+            # Embedded Redis is persistent (append-only file): queued jobs survive a restart of the stack.
+            say(
+                "redis",
+                "ready",
+                f"{url} (embedded, REDIS_URL unset; data in {data})" if embedded else f"{where(url)} (REDIS_URL)",
+            )
+        else:
+            origin = f"embedded, DATABASE_URL unset; data in {data}" if embedded else f"{where(url)}, DATABASE_URL"
+            say("postgres", "ready", f"schema up to date ({origin})")
 
     def start_servers(self) -> None:
-        data = self.settings.data_dir
-        redis_url = self.settings.redis_url
-        if not redis_url:
-            # Persistent (append-only file): queued jobs survive a restart of the stack.
-            self.redis = RedisServer(data / "redis", port=self.settings.embedded_redis_port, persist=True).start()
-            redis_url = self.redis.url
-            say("redis", "ready", f"{redis_url} (embedded, REDIS_URL unset; data in {data / 'redis'})")
-        else:
-            say("redis", "ready", f"{where(redis_url)} (REDIS_URL)")
-        database_url = self.settings.database_url
-        if not database_url:
-            self.postgres = EmbeddedPostgres(data / "postgres").start()
-            database_url = self.postgres.url
-            origin = f"embedded, DATABASE_URL unset; data in {data / 'postgres'}"
-        else:
-            origin = f"{where(database_url)}, DATABASE_URL"
-        migrate(database_url)
-        say("postgres", "ready", f"schema up to date ({origin})")
-        self.env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url}
+        servers = self.servers.enter_context(
+            backing_servers(self.settings, migrate_configured=True, on_ready=self._server_ready)
+        )
+        assert servers.redis_url and servers.database_url
+        self.env = {"REDIS_URL": servers.redis_url, "DATABASE_URL": servers.database_url}
 
     def spawn(self, name: str, module: str, extra_env: dict[str, str] | None = None) -> None:
         env = {**os.environ, "LOG_FORMAT": os.environ.get("LOG_FORMAT", "console"), **self.env, **(extra_env or {})}
@@ -82,7 +91,7 @@ class Stack:
 
     # --- readiness ------------------------------------------------------------------------------
     def _base(self) -> str:
-        return f"http://{self.settings.gateway_host}:{self.settings.gateway_port}"
+        return f"http://{self.gateway.gateway_host}:{self.gateway.gateway_port}"
 
     def _gateway_ready(self) -> str | None:
         if httpx.get(self._base() + "/healthz", timeout=3).status_code == 200:
@@ -96,7 +105,7 @@ class Stack:
         if response.status_code != 200:
             return None
         workers = ", ".join(response.json().get("workers", []))
-        if not self.settings.worker_metrics_port:
+        if not self.worker.worker_metrics_port:
             return workers
         model = self._served_model()
         return f"{workers} ({model})" if model else None
@@ -105,7 +114,7 @@ class Stack:
         """`model <version>, <backend>` from the worker's own metrics once its model is loaded."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = httpx.get(f"http://127.0.0.1:{self.settings.worker_metrics_port}/metrics", timeout=3).text
+        text = httpx.get(f"http://127.0.0.1:{self.worker.worker_metrics_port}/metrics", timeout=3).text
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 if sample.name == "dvach_worker_model_info" and sample.value == 1:
@@ -113,7 +122,7 @@ class Stack:
         return ""
 
     def _bot_ready(self) -> str | None:
-        port = self.settings.bot_metrics_port
+        port = self.bot.bot_metrics_port
         if not port:
             return "its log says when it polls"
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=3).raise_for_status()  # served once it knows its token
@@ -155,7 +164,7 @@ class Stack:
                     process.wait(15)
                 except subprocess.TimeoutExpired:
                     break
-        for name, process in reversed(list(self.processes.items())):
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)  # Celery: warm shutdown, finishes its job
         for name, process in self.processes.items():
@@ -164,13 +173,10 @@ class Stack:
             except subprocess.TimeoutExpired:
                 log.warning("did not stop in time, killing", extra={"service": name})
                 process.kill()
-        if self.redis:
-            self.redis.stop()
-        if self.postgres:
-            self.postgres.stop()
+        self.servers.close()
 
 
-def banner(settings: Settings) -> str:
+def banner(settings: GatewaySettings) -> str:
     base = f"http://{settings.gateway_host}:{settings.gateway_port}"
     return (
         f"\nReady. The gateway listens on {base}\n"
@@ -182,8 +188,7 @@ def banner(settings: Settings) -> str:
     )
 
 
-def run_stack(settings: Settings) -> None:
-    stack = Stack(settings)
+def run_stack(stack: Stack) -> None:
     interrupted = False
     # Ctrl-C reaches the whole process group; the children stop themselves, we stop the servers.
     try:
@@ -193,13 +198,13 @@ def run_stack(settings: Settings) -> None:
         stack.start_servers()
         stack.spawn("inference_worker", "services.inference_worker")
         stack.spawn("gateway", "services.gateway")
-        if settings.telegram_bot_token:
+        if stack.bot.telegram_bot_token:
             stack.spawn("bot", "services.bot")
         else:
             say("bot", "off", "TELEGRAM_BOT_TOKEN not set")
         if not stack.wait_ready(timeout_s=600):
             raise RuntimeError("the stack did not become ready in 10 minutes")
-        print(banner(settings), flush=True)
+        print(banner(stack.gateway), flush=True)
         while True:
             stack.check_alive()
             time.sleep(1)  # supervising children: wake up once a second to see if one died

@@ -18,13 +18,14 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from services.trainer.data import DialogSource, write_jsonl
-from services.trainer.examples import ExampleBuilder, ExampleDataset, PadCollator, data_hash, split
+from services.trainer.examples import Example, ExampleBuilder, ExampleDataset, PadCollator, data_hash, split
 from shared.model_store import VersionMeta
+from shared.settings import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ RUN_FILE = "run.json"
 MODEL_SUBDIR = "model"
 CHECKPOINTS_SUBDIR = "checkpoints"
 
+SAMPLE_MAX_NEW_TOKENS = 40  # length of the report's sample replies
 # Fixed prompts (newest first) whose replies go into every report, so runs can be compared.
 SAMPLE_DIALOGS: list[list[str]] = [
     ["привет анон, как дела?"],
@@ -42,41 +44,6 @@ SAMPLE_DIALOGS: list[list[str]] = [
     ["где пруфы?", "я вчера видел нло над домом"],
     ["посоветуйте что почитать"],
 ]
-
-
-@dataclass
-class TrainConfig:
-    """Everything that shapes a run; saved in run.json and in the version's params."""
-
-    model: str
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 8
-    eval_batch_size: int | None = None
-    grad_accum: int = 1
-    learning_rate: float = 5e-5
-    warmup: float = 0.0  # < 1: ratio of the total steps; >= 1: steps
-    weight_decay: float = 0.0
-    max_length: int = 512
-    max_turn_tokens: int = 256
-    eval_fraction: float = 0.05
-    max_eval: int = 1000
-    seed: int = 42
-    reply_only: bool = True
-    fp16: bool = False
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    logging_steps: int = 10
-    eval_steps: int | None = None  # None: evaluate at each epoch's end
-    save_steps: int | None = None  # None: no intermediate checkpoints
-    save_total_limit: int = 2
-    group_by_length: bool = False
-    threads: int = 0  # torch threads on CPU; 0 = every core this process may use
-    samples: bool = True
-    sample_max_new_tokens: int = 40
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -173,7 +140,7 @@ def _sample_replies(model, codec, config: TrainConfig) -> list[dict[str, Any]]:
     from shared.schemas import GenerationParams
     from shared.transformers_generate import sample_reply
 
-    params = GenerationParams(max_new_tokens=config.sample_max_new_tokens)
+    params = GenerationParams(max_new_tokens=SAMPLE_MAX_NEW_TOKENS)
     model.eval()
     samples = []
     for i, dialog in enumerate(SAMPLE_DIALOGS):
@@ -182,25 +149,30 @@ def _sample_replies(model, codec, config: TrainConfig) -> list[dict[str, Any]]:
     return samples
 
 
-def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, resume: bool = False) -> RunResult:
-    """Fine-tune `config.model` on `source` in `run_dir`; returns metrics before and after.
+@dataclass
+class _Prepared:
+    """A run ready to train: the model, its tokenizer, the examples and how the data was made."""
 
-    With `resume`, training continues from the last checkpoint in `run_dir/checkpoints`.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
+    model: Any
+    tokenizer: Any
+    pad_id: int
+    builder: ExampleBuilder
+    train_examples: list[Example]
+    eval_examples: list[Example]
+    data: dict[str, Any]
 
-    from services.trainer.report import write_report
 
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not torch.cuda.is_available():
-        torch.set_num_threads(config.threads or len(os.sched_getaffinity(0)))
-    started = time.perf_counter()
+def _snapshot(source: DialogSource, run_dir: Path, resume: bool) -> None:
+    """The run's dialogs and how they were selected, kept in the run folder (`--resume` reads them)."""
     if not resume or not (run_dir / DATA_FILE).exists():
         write_jsonl(source.dialogs, run_dir / DATA_FILE)
         (run_dir / SOURCE_FILE).write_text(json.dumps(source.description, ensure_ascii=False))
+
+
+def _prepare(config: TrainConfig, source: DialogSource) -> _Prepared:
+    """Load the model and its tokenizer, build the examples and split off the held-out ones."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("loading model", extra={"model": config.model})
     tokenizer = AutoTokenizer.from_pretrained(config.model)
@@ -209,7 +181,6 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     if pad_id >= model.config.vocab_size:  # padding is masked out, but its id must still embed
         pad_id = tokenizer.eos_token_id
-
     builder = ExampleBuilder(
         tokenizer,
         vocab_size=model.config.vocab_size,
@@ -230,40 +201,89 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
         "sha256": data_hash(examples),
     }
     log.info("examples built", extra={k: v for k, v in data.items() if k != "path"})
+    return _Prepared(model, tokenizer, pad_id, builder, train_examples, eval_examples, data)
 
-    trainer = Trainer(
-        model=model,
-        args=_training_arguments(config, run_dir),
-        data_collator=PadCollator(pad_id),
-        train_dataset=ExampleDataset(train_examples),
-        eval_dataset=ExampleDataset(eval_examples),
-        processing_class=tokenizer,
-    )
-    before = trainer.evaluate()
-    log.info(
-        "eval before training", extra={"eval_loss": before["eval_loss"], "perplexity": perplexity(before["eval_loss"])}
-    )
+
+def _evaluate(trainer: Any, when: str) -> float:
+    loss = trainer.evaluate()["eval_loss"]
+    log.info(f"eval {when} training", extra={"eval_loss": loss, "perplexity": perplexity(loss)})
+    return loss
+
+
+def _train(trainer: Any, run_dir: Path, resume: bool) -> Any:
+    """Trainer.train, from the run's last checkpoint when resuming."""
+    from transformers.trainer_utils import get_last_checkpoint
+
     checkpoint = get_last_checkpoint(str(run_dir / CHECKPOINTS_SUBDIR)) if resume else None
     if resume and checkpoint is None:
         log.warning(
             "--resume: no checkpoint in the run folder, starting from the beginning", extra={"run_dir": str(run_dir)}
         )
-    train_output = trainer.train(resume_from_checkpoint=checkpoint)
-    after = trainer.evaluate()
-    log.info(
-        "eval after training", extra={"eval_loss": after["eval_loss"], "perplexity": perplexity(after["eval_loss"])}
-    )
+    return trainer.train(resume_from_checkpoint=checkpoint)
 
+
+def _save_model(trainer: Any, run_dir: Path) -> Path:
     model_dir = run_dir / MODEL_SUBDIR
     trainer.save_model(str(model_dir))  # weights + tokenizer (processing_class)
     # Trainer pickles its arguments beside the weights: not needed to serve, and a version holds no pickles.
     (model_dir / "training_args.bin").unlink(missing_ok=True)
-    samples = _sample_replies(trainer.model, builder.codec, config) if config.samples else []
+    return model_dir
+
+
+def _write_run(result: RunResult) -> None:
+    """run.json (what `publish RUN_DIR` reads back) and the report."""
+    from services.trainer.report import write_report
+
+    (result.run_dir / RUN_FILE).write_text(
+        json.dumps(
+            {
+                "params": result.params,
+                "data": result.data,
+                "metrics": result.metrics,
+                "samples": result.samples,
+                "log_history": result.log_history,
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    )
+    write_report(result)
+
+
+def run_training(
+    config: TrainConfig, source: DialogSource, run_dir: Path, *, threads: int = 0, resume: bool = False
+) -> RunResult:
+    """Fine-tune `config.model` on `source` in `run_dir` with `threads` torch threads on a CPU (0:
+    every core this process may use); returns metrics before and after. With `resume`, training
+    continues from the last checkpoint in `run_dir/checkpoints`."""
+    import torch
+    from transformers import Trainer
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not torch.cuda.is_available():
+        torch.set_num_threads(threads or len(os.sched_getaffinity(0)))
+    started = time.perf_counter()
+    _snapshot(source, run_dir, resume)
+    run = _prepare(config, source)
+    trainer = Trainer(
+        model=run.model,
+        args=_training_arguments(config, run_dir),
+        data_collator=PadCollator(run.pad_id),
+        train_dataset=ExampleDataset(run.train_examples),
+        eval_dataset=ExampleDataset(run.eval_examples),
+        processing_class=run.tokenizer,
+    )
+    loss_before = _evaluate(trainer, "before")
+    train_output = _train(trainer, run_dir, resume)
+    loss_after = _evaluate(trainer, "after")
+    model_dir = _save_model(trainer, run_dir)
+    samples = _sample_replies(trainer.model, run.builder.codec, config) if config.samples else []
     metrics = {
-        "eval_loss_before": before["eval_loss"],
-        "perplexity_before": perplexity(before["eval_loss"]),
-        "eval_loss_after": after["eval_loss"],
-        "perplexity_after": perplexity(after["eval_loss"]),
+        "eval_loss_before": loss_before,
+        "perplexity_before": perplexity(loss_before),
+        "eval_loss_after": loss_after,
+        "perplexity_after": perplexity(loss_after),
         "train_loss": train_output.training_loss,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
@@ -274,27 +294,14 @@ def run_training(config: TrainConfig, source: DialogSource, run_dir: Path, *, re
     result = RunResult(
         run_dir=run_dir,
         model_dir=model_dir,
-        data=data,
+        data=run.data,
         metrics=metrics,
-        params=config.public(),
+        params={**config.public(), "threads": threads, "sample_max_new_tokens": SAMPLE_MAX_NEW_TOKENS},
         samples=samples,
         # train() starts a fresh state: put the evaluation before training back as step 0.
-        log_history=[{"step": 0, "eval_loss": before["eval_loss"]}, *trainer.state.log_history],
+        log_history=[{"step": 0, "eval_loss": loss_before}, *trainer.state.log_history],
     )
-    (run_dir / RUN_FILE).write_text(
-        json.dumps(
-            {
-                "params": result.params,
-                "data": data,
-                "metrics": metrics,
-                "samples": samples,
-                "log_history": result.log_history,
-            },
-            ensure_ascii=False,
-            indent=2,
-        )
-    )
-    write_report(result)
+    _write_run(result)
     log.info(
         "training run finished", extra={"run_dir": str(run_dir), **{k: v for k, v in metrics.items() if k != "device"}}
     )

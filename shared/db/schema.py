@@ -112,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds before giving up (exit 1)")
     args = parser.parse_args(argv)
     from shared.logging_setup import configure_from_settings
-    from shared.settings import get_settings
+    from shared.settings import ServiceSettings, get_settings
 
-    settings = get_settings()
+    settings = get_settings(ServiceSettings)
     configure_from_settings(settings)
     if not settings.database_url:
         sys.exit("shared.db.schema: DATABASE_URL is not set")

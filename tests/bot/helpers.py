@@ -12,7 +12,7 @@ import psycopg
 import redis
 
 from shared.celery_app import create_celery_app
-from shared.settings import Settings
+from shared.settings import QueueSettings
 
 
 def set_chat(database_url: str, chat_id: int, **fields: Any) -> None:
@@ -21,10 +21,8 @@ def set_chat(database_url: str, chat_id: int, **fields: Any) -> None:
     placeholders = ", ".join(["%s"] * (len(fields) + 1))
     updates = ", ".join(f"{k} = EXCLUDED.{k}" for k in fields) or "chat_id = EXCLUDED.chat_id"
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            f"INSERT INTO chat_settings ({columns}) VALUES ({placeholders}) ON CONFLICT (chat_id) DO UPDATE SET {updates}",
-            [chat_id, *fields.values()],
-        )
+        upsert = f"INSERT INTO chat_settings ({columns}) VALUES ({placeholders}) ON CONFLICT (chat_id) DO UPDATE SET "
+        conn.execute(upsert + updates, [chat_id, *fields.values()])
 
 
 def get_chat(database_url: str, chat_id: int) -> dict | None:
@@ -34,7 +32,7 @@ def get_chat(database_url: str, chat_id: int) -> dict | None:
         ).fetchone()
     if row is None:
         return None
-    return dict(zip(("reply_chance", "muted", "cooldown_s", "title", "chat_type"), row))
+    return dict(zip(("reply_chance", "muted", "cooldown_s", "title", "chat_type"), row, strict=True))
 
 
 def wait_for_key(redis_url: str, key: str, timeout: float = 15) -> bytes:
@@ -60,7 +58,7 @@ class TaskEvents:
     """
 
     def __init__(self, redis_url: str):
-        self.app = create_celery_app(Settings(redis_url=redis_url))
+        self.app = create_celery_app(QueueSettings(redis_url=redis_url))
         self.events: list[dict] = []
         self._cond = threading.Condition()
         self._receiver = None

@@ -305,9 +305,9 @@ def containers(resource: dict, init: bool = True) -> list[dict]:
 
 
 def settings_names() -> set[str]:
-    from shared.settings import Settings
+    from shared.settings.docs import all_env_names
 
-    return {name.upper() for name in Settings.model_fields}
+    return set(all_env_names())
 
 
 SETTINGS_NAMES = settings_names()

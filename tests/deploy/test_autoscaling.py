@@ -13,7 +13,7 @@ import math
 import pytest
 
 from services.inference_worker.__main__ import job_slots
-from shared.settings import Settings
+from shared.settings import WorkerSettings as Settings
 from tests.deploy import manifests as m
 from tests.deploy.autoscaling import (
     BULK,

@@ -21,7 +21,7 @@ from shared.celery_app import QUEUE_BULK, QUEUE_INTERACTIVE, create_celery_app
 from shared.embedded import RedisServer, free_port, redis_server_binary, wait_for_port
 from shared.generation_client import GenerationClient
 from shared.redis_eviction import check_no_eviction, read_memory_state
-from shared.settings import Settings
+from shared.settings import QueueSettings as Settings
 from tests.deploy import manifests as m
 from tests.processes import Gateway, ServiceProcess, Worker
 

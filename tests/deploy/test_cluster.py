@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from shared.settings import Settings
+from shared.settings import BotSettings
+from shared.settings.docs import from_variables
 from tests.deploy import manifests as m
 from tests.deploy.network import Connection, Outside, Pod, allowed, workload_pod
 
@@ -145,9 +146,7 @@ def webhook_resources(tmp_path_factory):
 
 def test_the_webhook_component_routes_telegram_to_every_bot_replica(webhook_resources):
     resources = webhook_resources
-    config = Settings(
-        **{k.lower(): v for k, v in m.config_map_data(resources).items() if k.upper() in m.SETTINGS_NAMES}
-    )
+    config = from_variables(BotSettings, m.config_map_data(resources))
     assert config.bot_mode == "webhook"
     url = urlsplit(config.bot_webhook_url)
     assert url.scheme == "https" and url.path == config.bot_webhook_path
@@ -216,7 +215,8 @@ def test_the_worker_is_limited_for_serving_and_converts_in_its_init_step(overlay
 def test_a_published_version_is_prepared_by_its_own_job():
     """The template that converts a version before activation: the worker's image and command,
     the version the trainer published (TRAIN_PUBLISH, from the same optional ConfigMap)."""
-    from tests.deploy.test_manifests import trainer_env_vars
+    from shared.settings import TrainOptions
+    from shared.settings.docs import env_names
 
     resources = m.render("overlays/production")
     job = m.named(resources, "CronJob", "dvach-model-prepare")
@@ -230,7 +230,7 @@ def test_a_published_version_is_prepared_by_its_own_job():
         "--version",
         "$(TRAIN_PUBLISH)",
     ]
-    assert "TRAIN_PUBLISH" in trainer_env_vars()
+    assert "TRAIN_PUBLISH" in env_names(TrainOptions)
     assert {"configMapRef": {"name": "dvach-train", "optional": True}} in container["envFrom"]
     assert parse_quantity(container["resources"]["limits"]["memory"]) > CONVERSION_PEAK
     pod = workload_pod(job, NAMESPACES["production"])

@@ -28,7 +28,7 @@ import pytest
 
 from shared.celery_app import create_celery_app
 from shared.embedded import RedisServer, free_port
-from shared.settings import Settings
+from shared.settings import QueueSettings
 from tests.deploy import manifests as m
 from tests.processes import REPO, ServiceProcess
 
@@ -68,7 +68,7 @@ def healthcheck(service: str, env: dict[str, str]) -> subprocess.CompletedProces
 
 
 def wait_worker_ready(worker: ServiceProcess, node: str, redis_url: str, timeout: float = 120) -> None:
-    app = create_celery_app(Settings(redis_url=redis_url))
+    app = create_celery_app(QueueSettings(redis_url=redis_url))
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:

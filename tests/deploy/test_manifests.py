@@ -22,29 +22,20 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from shared.settings import Settings
+from shared.settings import BotSettings, GatewaySettings, QueueSettings, TrainOptions, WorkerSettings
+from shared.settings.docs import GROUPS, all_env_names, env_names, from_variables
 from tests.deploy import manifests as m
 
-SETTINGS = {name.upper() for name in Settings.model_fields}
+# What a deployment configures: every service's settings. A training run's TRAIN_* options are
+# known names too (a Job may set them) but need not be in .env.example.
+SETTINGS = {name for group in GROUPS if group.cls is not TrainOptions for name in env_names(group.cls)}
+KNOWN_ENV = all_env_names() | set(m.EXTRA_ENV)
 
 
-def trainer_env_vars() -> set[str]:
-    """TRAIN_* variables the trainer's CLI options read (typer/click `envvar`)."""
-    import typer.main
-
-    from services.trainer.cli import cli as app
-
-    names: set[str] = set()
-    command = typer.main.get_command(app)
-    for sub in command.commands.values():
-        for param in sub.params:
-            envvar = getattr(param, "envvar", None)
-            if envvar:
-                names.update([envvar] if isinstance(envvar, str) else envvar)
-    return names
-
-
-KNOWN_ENV = SETTINGS | set(m.EXTRA_ENV) | trainer_env_vars()
+def check_values(variables: dict[str, str | None]) -> None:
+    """Each value is valid for every settings class that reads it."""
+    for group in GROUPS:
+        from_variables(group.cls, variables)
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:
@@ -131,7 +122,7 @@ def test_compose_worker_scales_and_shuts_down_warm():
     assert "ports" not in worker
     assert worker["stop_signal"] == "SIGTERM"
     grace = int(re.fullmatch(r"(\d+)s", worker["stop_grace_period"]).group(1))
-    assert grace > Settings().task_time_limit_s
+    assert grace > QueueSettings().task_time_limit_s
     # INFERENCE_THREADS follows the CPU limit (0 would mean every core of the host).
     assert str(worker["environment"]["INFERENCE_THREADS"]) == str(worker["cpus"])
 
@@ -139,13 +130,13 @@ def test_compose_worker_scales_and_shuts_down_warm():
 def test_env_example_lists_every_setting_and_nothing_unknown():
     names = set(m.env_example())
     assert not (SETTINGS - names), f"settings missing from .env.example: {sorted(SETTINGS - names)}"
-    unknown = names - SETTINGS - set(m.EXTRA_ENV)
+    unknown = names - KNOWN_ENV
     assert not unknown, f".env.example names that are no setting: {sorted(unknown)}"
     # Every variable docker-compose.yml interpolates is explained in .env.example.
     missing = m.compose_variables() - names
     assert not missing, f"docker-compose.yml uses variables .env.example does not list: {sorted(missing)}"
     # The values set in .env.example are valid settings.
-    Settings(**{k.lower(): v for k, v in m.env_example().items() if v and k in SETTINGS})
+    check_values(m.env_example())
 
 
 def test_compose_app_environment_names_are_settings():
@@ -320,7 +311,7 @@ def test_config_map_and_container_env_names_are_settings():
         data = m.config_map_data(resources)
         unknown = set(data) - KNOWN_ENV
         assert not unknown, f"{overlay}: ConfigMap keys that are no setting: {sorted(unknown)}"
-        Settings(**{k.lower(): v for k, v in data.items() if k in SETTINGS})  # and valid values
+        check_values({k: v for k, v in data.items() if k in SETTINGS})  # and valid values
         for resource in resources:
             if not any(
                 c["image"].split("/")[-1].startswith(("gateway", "worker", "bot", "scraper", "trainer"))
@@ -336,12 +327,12 @@ def test_config_map_and_container_env_names_are_settings():
 def test_worker_grace_period_outlasts_the_hard_time_limit():
     for overlay in m.OVERLAYS:
         resources = m.render(f"overlays/{overlay}")
-        limit = int(m.config_map_data(resources).get("TASK_TIME_LIMIT_S", Settings().task_time_limit_s))
-        assert limit == Settings().task_time_limit_s or limit > 0
+        limit = int(m.config_map_data(resources).get("TASK_TIME_LIMIT_S", QueueSettings().task_time_limit_s))
+        assert limit == QueueSettings().task_time_limit_s or limit > 0
         worker = m.named(resources, "Deployment", "dvach-worker")
         grace = m.pod_spec(worker)["terminationGracePeriodSeconds"]
         assert grace > limit, f"{overlay}: terminationGracePeriodSeconds {grace} <= TASK_TIME_LIMIT_S {limit}"
-        assert grace > Settings().task_time_limit_s
+        assert grace > QueueSettings().task_time_limit_s
         # The worker stops on SIGTERM (warm shutdown): no preStop hook that would eat the grace period.
         assert "lifecycle" not in m.containers(worker, init=False)[0]
 
@@ -349,14 +340,14 @@ def test_worker_grace_period_outlasts_the_hard_time_limit():
 def test_probes_point_at_real_endpoints_and_ports():
     from services.gateway.app import create_app
 
-    gateway_paths = set(create_app(Settings(redis_url="redis://127.0.0.1:1/0")).openapi()["paths"])
+    gateway_paths = set(create_app(GatewaySettings(redis_url="redis://127.0.0.1:1/0")).openapi()["paths"])
     for overlay in m.OVERLAYS:
         resources = m.render(f"overlays/{overlay}")
-        config = Settings(**{k.lower(): v for k, v in m.config_map_data(resources).items() if k in SETTINGS})
+        data = m.config_map_data(resources)
         expected_port = {
-            "gateway": config.gateway_port,
-            "worker": config.worker_metrics_port,
-            "bot": config.bot_metrics_port,
+            "gateway": from_variables(GatewaySettings, data).gateway_port,
+            "worker": from_variables(WorkerSettings, data).worker_metrics_port,
+            "bot": from_variables(BotSettings, data).bot_metrics_port,
         }
         for name, component in (("dvach-gateway", "gateway"), ("dvach-worker", "worker"), ("dvach-bot", "bot")):
             deployment = m.named(resources, "Deployment", name)

@@ -1,5 +1,6 @@
 """The gateway's OpenAPI schema fuzzed with schemathesis (its CLI, against a live server):
-no 5xx from anything it generates, and every error carries a body."""
+no 5xx from anything it generates, every status documented, and every response body as the
+schema says (the 422 body included)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def test_openapi_fuzz_finds_no_server_errors(fuzzed_gateway, tmp_path):
             "run",
             f"{fuzzed_gateway.base_url}/openapi.json",
             "--checks",
-            "not_a_server_error,status_code_conformance,content_type_conformance",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
             "--max-examples",
             "10",
             "--phases",
@@ -55,6 +56,7 @@ def test_openapi_fuzz_finds_no_server_errors(fuzzed_gateway, tmp_path):
         capture_output=True,
         text=True,
         timeout=850,
+        check=False,
     )
     (tmp_path / "schemathesis.txt").write_text(result.stdout + result.stderr)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

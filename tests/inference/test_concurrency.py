@@ -17,7 +17,7 @@ from services.inference_worker.scheduler import Scheduler
 from shared.embedded import RedisServer
 from shared.generation_client import GenerationClient
 from shared.schemas import GenerationParams
-from shared.settings import Settings
+from shared.settings import QueueSettings, WorkerSettings
 from tests.processes import child_pids
 
 # Long enough replies that jobs surely overlap with the ones submitted right after them.
@@ -198,7 +198,7 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(
 ):
     node = f"lanes-{backend}@test"  # one log file per node name
     worker = start_worker(fast_env(private_redis.url, converted_wider, backend), node=node)
-    client = GenerationClient(Settings(redis_url=private_redis.url))
+    client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
         submitted = {}
         ids = []
@@ -207,7 +207,7 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(
             job_id = await client.submit([f"реплика {i}"], LONG, timeout_s=120)
             submitted[job_id] = submitted_at
             ids.append(job_id)
-        results = dict(zip(ids, await asyncio.gather(*[client.wait(job_id, 120) for job_id in ids])))
+        results = dict(zip(ids, await asyncio.gather(*[client.wait(job_id, 120) for job_id in ids]), strict=True))
         assert child_pids(worker.pid) == []  # a threads pool: the jobs ran in the worker process itself
     finally:
         await client.close()
@@ -227,7 +227,7 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(
 async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, private_redis, converted_wider):
     env = fast_env(private_redis.url, converted_wider, INFERENCE_MAX_BATCH="2", INFERENCE_SLOTS="4")
     worker = start_worker(env, node="priority@test")
-    client = GenerationClient(Settings(redis_url=private_redis.url))
+    client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
         bulk = [await client.submit([f"бамп {i}"], LONG, priority="bulk", timeout_s=240) for i in range(12)]
         hurry = await client.submit(["срочно"], LONG, priority="interactive", timeout_s=240)
@@ -237,7 +237,7 @@ async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, pr
             await client.wait(job_id, 240)
             finished.append(job_id)
 
-        await asyncio.gather(*[wait(job_id) for job_id in bulk + [hurry]])
+        await asyncio.gather(*[wait(job_id) for job_id in [*bulk, hurry]])
     finally:
         await client.close()
         worker.stop()
@@ -277,7 +277,7 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
 
     backend = load_backend("auto", converted_wider, BackendOptions(threads=2))
     assert (backend.name, backend.lanes, backend.threads_per_lane) == ("onnxruntime", 2, 2)
-    scheduler = make_scheduler(Generator(backend), backend, Settings(redis_url="redis://unused"))
+    scheduler = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
     assert not scheduler.spread
     scheduler.stop()
 
@@ -291,7 +291,7 @@ def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Pat
     assert model_width(converted_wider) > 0
     backend = load_backend("ctranslate2", converted_wider, BackendOptions(threads=2))
     assert (backend.lanes, backend.threads_per_lane) == (2, 1)
-    scheduler = make_scheduler(Generator(backend), backend, Settings(redis_url="redis://unused"))
+    scheduler = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
     assert scheduler.spread
     scheduler.stop()
     wide = tmp_path / "wide"
@@ -306,6 +306,6 @@ def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Pat
 def test_a_threads_pool_worker_takes_enough_jobs_for_every_lane_to_fill_a_batch():
     from services.inference_worker.__main__ import job_slots
 
-    assert job_slots(Settings(redis_url="redis://unused", inference_threads=2)) == 2 * 8
-    assert job_slots(Settings(redis_url="redis://unused", inference_lanes=3, inference_max_batch=4)) == 12
-    assert job_slots(Settings(redis_url="redis://unused", inference_slots=5)) == 5
+    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_threads=2)) == 2 * 8
+    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_lanes=3, inference_max_batch=4)) == 12
+    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_slots=5)) == 5

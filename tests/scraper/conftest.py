@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from services.scraper.client import DvachClient
-from services.scraper.config import ScraperConfig
 from services.scraper.crawler import Crawler, RunReport
 from shared.db import make_engine, migrate
+from shared.settings import ScraperSettings
 from tests import servers
 from tests.scraper.dvach_server import DvachServer
 
@@ -104,10 +104,10 @@ def serve_recorded(server: DvachServer, recorded: Path, *, mobi_snapshot: str | 
         server.serve_thread("mobi", recorded / mobi_snapshot)
 
 
-def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), **overrides) -> ScraperConfig:
-    """A client configuration for tests: no pauses, quick retries, the real code otherwise."""
+def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), **overrides) -> ScraperSettings:
+    """The scraper's settings for tests: no pauses, quick retries, the real code otherwise.
+    `overrides` name SCRAPER_* settings without the prefix (`delay_s=0.5`)."""
     values = dict(
-        base_url=server.url,
         boards=boards,
         min_replies=20,
         concurrency=2,
@@ -121,10 +121,10 @@ def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), *
         lowercase=True,
     )
     values.update(overrides)
-    return ScraperConfig(**values)
+    return ScraperSettings(dvach_base_url=server.url, **{f"scraper_{name}": value for name, value in values.items()})
 
 
-async def crawl(engine: Engine, config: ScraperConfig, *, force: bool = False) -> RunReport:
+async def crawl(engine: Engine, config: ScraperSettings, *, force: bool = False) -> RunReport:
     """One real crawl run through a fresh client."""
     async with DvachClient(config) as client:
         return await Crawler(engine, client, config).run_once(force=force)

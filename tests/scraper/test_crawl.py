@@ -100,8 +100,8 @@ async def test_recorded_crawl_stores_every_post_and_records_the_run(recorded_cra
     assert metric("dvach_scraper_last_run_timestamp_seconds") > 0
 
     # Polite: an honest User-Agent on every request, never more in flight than configured.
-    assert {headers.get("User-Agent") for _, headers in server.requests} == {config.user_agent}
-    assert 1 <= server.max_in_flight <= config.concurrency
+    assert {headers.get("User-Agent") for _, headers in server.requests} == {config.scraper_user_agent}
+    assert 1 <= server.max_in_flight <= config.scraper_concurrency
 
 
 async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
@@ -150,7 +150,7 @@ async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
 
 
 async def test_second_crawl_adds_nothing(recorded_crawl):
-    engine, server, config, first, _ = recorded_crawl
+    engine, server, config, _first, _ = recorded_crawl
     counts = lambda: [scalar(engine, f"SELECT count(*) FROM {t}") for t in ("threads", "posts", "dialogs")]  # noqa: E731
     stored_paths = {f"/po/res/{n}.json" for n in (8058183, 8071880, 8073454, 23334842)} | {"/mobi/res/1153568.json"}
     before = counts()

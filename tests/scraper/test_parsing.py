@@ -8,13 +8,13 @@ import pytest
 
 from services.scraper.api_models import MalformedResponse, parse_listing, parse_thread
 from services.scraper.cleaning import clean_comment, unusable_reason
-from services.scraper.config import parse_boards
+from shared.settings import parse_boards
 from tests.scraper.conftest import MOBI_CATALOG, MOBI_SNAPSHOT_2, PO_THREADS, PO_THREADS_LISTING
 from tests.scraper.fixtures import post, reply_link, thread_json
 
 
 def test_recorded_threads_and_listings_validate(recorded_dir):
-    for name in PO_THREADS + [MOBI_SNAPSHOT_2]:
+    for name in [*PO_THREADS, MOBI_SNAPSHOT_2]:
         data = json.loads((recorded_dir / name).read_bytes())
         num = int(data["threads"][0]["posts"][0]["num"])
         thread = parse_thread(data, "po", num)
@@ -42,7 +42,7 @@ def test_numbers_are_ints_or_digit_strings_only():
         "not a post",
         {**post(10, 10, "duplicate")},
     ]
-    parsed = parse_thread({"threads": [{"posts": [post(10, 10, "op")] + bad}]}, "b", 10)
+    parsed = parse_thread({"threads": [{"posts": [post(10, 10, "op"), *bad]}]}, "b", 10)
     assert [p.num for p in parsed.posts] == [10]
     assert len(parsed.rejected) == len(bad)
 

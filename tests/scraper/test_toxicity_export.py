@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from services.scraper.export import NothingToExport, export_dataset
 from services.scraper.toxicity import ToxicClass, ToxicityScorer, score_dialogs, toxic_class
+from shared.dialog_jsonl import read_jsonl
 from tests.scraper.conftest import PO_THREADS, crawl, make_config
 from tests.scraper.tiny_classifier import make_tiny_classifier
 
@@ -96,8 +97,8 @@ def insert_scored(engine, scores: list[float | None]) -> None:
         for i, score in enumerate(scores):
             conn.execute(
                 text(
-                    "INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, scored_by) "
-                    "VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"
+                    "INSERT INTO dialogs (turns_hash, turns, post_nums, board, thread_num, length, toxicity, "
+                    "scored_by) VALUES (:h, CAST(:turns AS jsonb), CAST(:nums AS jsonb), 'b', :t, 2, :s, 'm')"
                 ),
                 {
                     "h": f"{i:064d}",
@@ -125,11 +126,17 @@ def test_export_keeps_the_dialogs_at_or_above_the_quantile(engine, tmp_path):
         threshold = np.quantile(scored, quantile)  # linear interpolation, like percentile_cont
         want = sorted(1000 + i for i, s in enumerate(scores) if s is not None and s >= threshold - 1e-12)
         lines = [json.loads(line) for line in (out / "dialogues.jsonl").read_text(encoding="utf-8").splitlines()]
-        assert sorted(line["id"] for line in lines) == want
-        assert all(set(line) == {"id", "dialogue"} for line in lines)
-        assert lines[0]["dialogue"] == [f"ответ {lines[0]['id'] - 1000}", f"пост {lines[0]['id'] - 1000}"]
+        assert sorted(line["thread_num"] for line in lines) == want
+        # The one dialog format (shared/dialog_jsonl.py): the dialog's own id, its turns, score and source.
+        assert all(set(line) == {"id", "dialogue", "toxicity", "board", "thread_num", "post_nums"} for line in lines)
+        assert len({line["id"] for line in lines}) == len(lines)
+        first = lines[0]["thread_num"] - 1000
+        assert lines[0]["dialogue"] == [f"ответ {first}", f"пост {first}"]
+        assert lines[0]["toxicity"] == pytest.approx(scores[first])
+        turns = [line["dialogue"] for line in lines]
+        assert [line.dialogue for _, line in read_jsonl(out / "dialogues.jsonl")] == turns
         dataset = load_from_disk(str(out / "hf"))
-        assert dataset["id"] == [line["id"] for line in lines] and dataset["dialogue"] == [l["dialogue"] for l in lines]
+        assert dataset["id"] == [line["id"] for line in lines] and dataset["dialogue"] == turns
         assert min(dataset["toxicity"]) >= threshold - 1e-12
         assert summary["threshold"] == pytest.approx(threshold, abs=1e-6)
         assert (summary["dialogs_total"], summary["dialogs_scored"], summary["dialogs_exported"]) == (63, 57, len(want))

@@ -18,7 +18,7 @@ from shared.db.models import ModelVersion
 from shared.generation_client import GenerationClient
 from shared.model_store import activate_version
 from shared.schemas import GenerationParams
-from shared.settings import Settings
+from shared.settings import QueueSettings
 from tests.trainer.dialogs import write_dialogs_jsonl
 
 PARAMS = GenerationParams(max_new_tokens=8, seed=3)
@@ -49,7 +49,7 @@ async def reply_version(client: GenerationClient) -> str:
     return result.model_version
 
 
-async def test_train_publish_activate_serve_and_refuse_a_broken_version(
+async def test_train_publish_activate_serve_and_refuse_a_broken_version(  # noqa: PLR0915, PLR0917 - one story, step by step
     trainer_cli, trainer_env, trainer_worker, start_worker, store_dir, tiny_model_dir, tmp_path, artifacts_dir
 ):
     started = time.monotonic()
@@ -94,7 +94,7 @@ async def test_train_publish_activate_serve_and_refuse_a_broken_version(
 
     # 3. A running worker serves MODEL_NAME_OR_PATH until a version is activated, then the version.
     trainer_worker.wait_ready()
-    client = GenerationClient(Settings(redis_url=trainer_env["REDIS_URL"]))
+    client = GenerationClient(QueueSettings(redis_url=trainer_env["REDIS_URL"]))
     try:
         assert await reply_version(client) == tiny_model_dir.name
         activated = trainer_cli("activate", "tiny-ft-1")

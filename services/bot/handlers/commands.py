@@ -15,7 +15,7 @@ from services.bot.context import ChainCache, message_turn
 from services.bot.delivery import Delivery
 from services.bot.policy import parse_chance
 from services.bot.responder import Responder
-from shared.settings import Settings
+from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ async def settings_handler(
 @commands_router.message(Command("chance"))
 async def chance_handler(
     message: Message,
+    *,
     command: CommandObject,
     bot: Bot,
     delivery: Delivery,
@@ -136,6 +137,7 @@ async def _set_muted(
     bot: Bot,
     delivery: Delivery,
     chat_settings: ChatSettingsRepo,
+    *,
     muted: bool,
     received_at: float | None,
 ) -> None:
@@ -153,6 +155,7 @@ async def _set_muted(
 @commands_router.message(Command("mute"))
 async def mute_handler(
     message: Message,
+    *,
     bot: Bot,
     delivery: Delivery,
     responder: Responder,
@@ -161,12 +164,13 @@ async def mute_handler(
 ) -> None:
     """Stop answering in this chat (admins)."""
     if await _allowed(message, responder):
-        await _set_muted(message, bot, delivery, chat_settings, True, received_at)
+        await _set_muted(message, bot, delivery, chat_settings, muted=True, received_at=received_at)
 
 
 @commands_router.message(Command("unmute"))
 async def unmute_handler(
     message: Message,
+    *,
     bot: Bot,
     delivery: Delivery,
     responder: Responder,
@@ -175,14 +179,15 @@ async def unmute_handler(
 ) -> None:
     """Answer in this chat again (admins)."""
     if await _allowed(message, responder):
-        await _set_muted(message, bot, delivery, chat_settings, False, received_at)
+        await _set_muted(message, bot, delivery, chat_settings, muted=False, received_at=received_at)
 
 
 @commands_router.message(Command("ask"))
 async def ask_handler(
     message: Message,
+    *,
     bot: Bot,
-    settings: Settings,
+    settings: BotSettings,
     delivery: Delivery,
     responder: Responder,
     chain_cache: ChainCache,

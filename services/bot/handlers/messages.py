@@ -14,7 +14,7 @@ from services.bot.context import ChainCache, entities_of, message_turn, text_of
 from services.bot.mentions import is_mentioned
 from services.bot.policy import ChatPolicy, MessageFacts, decide, ignore_reason
 from services.bot.responder import Responder
-from shared.settings import Settings
+from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,9 @@ messages_router = Router(name="messages")
 @messages_router.message()
 async def message_handler(
     message: Message,
+    *,
     bot: Bot,
-    settings: Settings,
+    settings: BotSettings,
     responder: Responder,
     chat_settings: ChatSettingsRepo,
     chain_cache: ChainCache,

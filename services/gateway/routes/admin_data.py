@@ -1,4 +1,5 @@
-"""Admin: the scraper's runs and the dataset it built."""
+"""Admin: the scraper's runs and the dataset it built (figures from shared/db/dataset.py, the
+queries the scraper's `stats` and `export` use too)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from datetime import datetime
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep, DbDep
-from shared.db.models import Dialog, Post, ScrapeRun, Thread
+from shared.db import dataset
+from shared.db.models import ScrapeRun
 from shared.scrape_requests import CRAWL_REQUESTS_KEY
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
@@ -80,17 +82,14 @@ async def scrape_runs(db: DbDep, limit: int = Query(20, ge=1, le=200)):
 
 
 @router.get("/scraper", response_model=ScraperStats, summary="What the scraper has collected")
-async def scraper_stats(db: DbDep):
-    threads = await db.scalar(select(func.count()).select_from(Thread))
-    posts = await db.scalar(select(func.count()).select_from(Post))
-    dialogs = await db.scalar(select(func.count()).select_from(Dialog))
-    scored = await db.scalar(select(func.count()).select_from(Dialog).where(Dialog.toxicity.is_not(None)))
+async def scraper_stats(db: DbDep) -> ScraperStats:
+    counts = await db.run_sync(dataset.table_counts)
     last = await db.scalar(select(ScrapeRun).order_by(ScrapeRun.started_at.desc()).limit(1))
     return ScraperStats(
-        threads=threads,
-        posts=posts,
-        dialogs=dialogs,
-        scored_dialogs=scored,
+        threads=counts.threads,
+        posts=counts.posts,
+        dialogs=counts.dialogs,
+        scored_dialogs=counts.scored_dialogs,
         last_run=ScrapeRunOut.model_validate(last) if last else None,
     )
 
@@ -108,29 +107,14 @@ async def request_crawl(client: ClientDep) -> CrawlRequested:
 
 
 @router.get("/dataset", response_model=DatasetStats, summary="Dialogs by length and their toxicity distribution")
-async def dataset_stats(db: DbDep):
-    total = await db.scalar(select(func.count()).select_from(Dialog))
-    scored = await db.scalar(select(func.count()).select_from(Dialog).where(Dialog.toxicity.is_not(None)))
-    by_length = {
-        str(length): count
-        for length, count in await db.execute(
-            select(Dialog.length, func.count()).group_by(Dialog.length).order_by(Dialog.length)
-        )
-    }
-    bucket = func.least(func.floor(Dialog.toxicity * 10), 9)
-    counts = dict(
-        (await db.execute(select(bucket, func.count()).where(Dialog.toxicity.is_not(None)).group_by(bucket))).all()
-    )
-    histogram = [{"from": b / 10, "to": (b + 1) / 10, "count": int(counts.get(b, 0))} for b in range(10)]
-    levels = [0.25, 0.5, 0.75, 0.9]
-    row = (
-        await db.execute(
-            select(*[func.percentile_cont(q).within_group(Dialog.toxicity) for q in levels]).where(
-                Dialog.toxicity.is_not(None)
-            )
-        )
-    ).one()
-    quantiles = {str(q): (round(v, 4) if v is not None else None) for q, v in zip(levels, row)}
+async def dataset_stats(db: DbDep) -> DatasetStats:
+    stats = await db.run_sync(dataset.dataset_stats)
     return DatasetStats(
-        dialogs=total, scored=scored, by_length=by_length, toxicity_histogram=histogram, toxicity_quantiles=quantiles
+        dialogs=stats.dialogs,
+        scored=stats.scored,
+        by_length={str(length): count for length, count in stats.by_length.items()},
+        toxicity_histogram=[{"from": low, "to": high, "count": count} for low, high, count in stats.bins()],
+        toxicity_quantiles={
+            str(level): (round(value, 4) if value is not None else None) for level, value in stats.quantiles.items()
+        },
     )

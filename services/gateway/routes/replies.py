@@ -9,9 +9,18 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
 from services.gateway.deps import ClientDep, SettingsDep
-from services.gateway.schemas import ErrorResponse, JobAccepted, JobStatusResponse, ReplyRequest, ReplyResponse
+from services.gateway.schemas import (
+    ErrorResponse,
+    JobAccepted,
+    JobStatusResponse,
+    ReplyRequest,
+    ReplyResponse,
+    ValidationErrorResponse,
+)
 from shared.celery_app import QUEUE_INTERACTIVE
-from shared.generation_client import BackendUnavailable, JobFailed, JobTimeout
+from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
+from shared.schemas import ErrorKind
+from shared.settings import GatewaySettings
 
 router = APIRouter(prefix="/v1", tags=["replies"])
 
@@ -20,7 +29,7 @@ REPLIES = Counter("dvach_gateway_replies_total", "Reply requests by outcome", ["
 _ERRORS = {
     400: {"description": "The body is not parseable (not JSON, broken encoding)", "model": ErrorResponse},
     413: {"description": "The body is larger than MAX_BODY_BYTES", "model": ErrorResponse},
-    422: {"description": "The dialog or the parameters are invalid", "model": ErrorResponse},
+    422: {"description": "The dialog or the parameters are invalid", "model": ValidationErrorResponse},
     502: {"description": "The worker failed to make a reply", "model": ErrorResponse},
     503: {"description": "No worker answered in time (see Retry-After)", "model": ErrorResponse},
 }
@@ -64,30 +73,24 @@ def _unavailable(message: str, retry_after: float) -> JSONResponse:
     )
 
 
-@router.post(
-    "/replies",
-    response_model=ReplyResponse,
-    responses={202: {"model": JobAccepted, "description": "Accepted (wait=false)"}, **_ERRORS},
-    summary="Generate a reply to a dialog",
-)
-async def create_reply(body: ReplyRequest, client: ClientDep, settings: SettingsDep):
-    """Queue a reply to `dialog` (newest first). With `wait` (the default) the reply comes back in
-    the response; otherwise 202 and a job id to poll."""
-    turns = _check_dialog(body, settings.max_dialog_turns, settings.max_turn_chars)
-    timeout = body.timeout_s or settings.reply_timeout_s
+async def _enqueue(
+    client: GenerationClient, turns: list[str], body: ReplyRequest, settings: GatewaySettings, timeout: float
+) -> str | JSONResponse:
+    """The job id, or the 503 to answer when the queue is too long or unreachable."""
     try:
         # Backpressure: a queue this long will not be served within anyone's timeout.
         waiting = (await client.queue_depths())[QUEUE_INTERACTIVE]
         if waiting >= settings.max_queue_depth:
             REPLIES.labels("overloaded").inc()
             return _unavailable(f"overloaded: {waiting} jobs already waiting", min(timeout, 30))
-        job_id = await client.submit(turns, body.params, priority="interactive", timeout_s=timeout)
+        return await client.submit(turns, body.params, priority="interactive", timeout_s=timeout)
     except BackendUnavailable:
         REPLIES.labels("backend_unavailable").inc()
         return _unavailable("the queue is unreachable, try again shortly", 5)
-    if not body.wait:
-        REPLIES.labels("accepted").inc()
-        return JSONResponse(JobAccepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}").model_dump(), status_code=202)
+
+
+async def _await_reply(client: GenerationClient, job_id: str, timeout: float) -> ReplyResponse | JSONResponse:
+    """The reply, or the 503 to answer (no reply in time) or a 502 (the worker failed)."""
     try:
         result = await client.wait(job_id, timeout)
     except JobTimeout:
@@ -97,7 +100,7 @@ async def create_reply(body: ReplyRequest, client: ClientDep, settings: Settings
         REPLIES.labels("backend_unavailable").inc()
         return _unavailable("the result backend is unreachable, try again shortly", 5)
     except JobFailed as exc:
-        if exc.kind == "DeadlineExpired":
+        if exc.kind == ErrorKind.DEADLINE_EXPIRED:
             REPLIES.labels("timeout").inc()
             return _unavailable("the job waited in the queue past its deadline", min(timeout, 30))
         REPLIES.labels("failed").inc()
@@ -106,6 +109,26 @@ async def create_reply(body: ReplyRequest, client: ClientDep, settings: Settings
         ) from None
     REPLIES.labels("ok").inc()
     return ReplyResponse(job_id=job_id, **result.model_dump())
+
+
+@router.post(
+    "/replies",
+    response_model=ReplyResponse,
+    responses={202: {"model": JobAccepted, "description": "Accepted (wait=false)"}, **_ERRORS},
+    summary="Generate a reply to a dialog",
+)
+async def create_reply(body: ReplyRequest, client: ClientDep, settings: SettingsDep) -> ReplyResponse | JSONResponse:
+    """Queue a reply to `dialog` (newest first). With `wait` (the default) the reply comes back in
+    the response; otherwise 202 and a job id to poll."""
+    turns = _check_dialog(body, settings.max_dialog_turns, settings.max_turn_chars)
+    timeout = body.timeout_s or settings.reply_timeout_s
+    job_id = await _enqueue(client, turns, body, settings, timeout)
+    if isinstance(job_id, JSONResponse):
+        return job_id
+    if not body.wait:
+        REPLIES.labels("accepted").inc()
+        return JSONResponse(JobAccepted(job_id=job_id, status_url=f"/v1/jobs/{job_id}").model_dump(), status_code=202)
+    return await _await_reply(client, job_id, timeout)
 
 
 @router.get(

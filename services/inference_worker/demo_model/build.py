@@ -258,15 +258,15 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
     """The demo model folder, built first if it is not there (default: settings.demo_model_dir).
 
     A file lock beside the folder makes concurrent workers build it once: the others wait and reuse it.
-    The build runs in a child process: training loads torch and its buffers (about 400 MB) that a
+    The build runs in a child process: training loads torch and its buffers, memory that a
     worker would otherwise keep while it serves the converted model.
     """
     from filelock import FileLock
 
     if out_dir is None:
-        from shared.settings import get_settings
+        from shared.settings import WorkerSettings, get_settings
 
-        out_dir = get_settings().demo_model_dir
+        out_dir = get_settings(WorkerSettings).demo_model_dir
     out_dir = Path(out_dir)
     if is_built(out_dir):
         return out_dir
@@ -283,7 +283,7 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
                 str(out_dir),
                 "--no-samples",
             ]
-            done = subprocess.run(command + (["--steps", str(steps)] if steps else []))
+            done = subprocess.run(command + (["--steps", str(steps)] if steps else []), check=False)
             if done.returncode != 0 or not is_built(out_dir):
                 raise RuntimeError(
                     f"building the demo model in {out_dir} failed (exit {done.returncode}; its log is above)"
@@ -316,9 +316,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     # The build's own bar is the progress; transformers' bar for saving one small file is not needed.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from shared.logging_setup import configure_from_settings
-    from shared.settings import get_settings
+    from shared.settings import WorkerSettings, get_settings
 
-    settings = get_settings()
+    settings = get_settings(WorkerSettings)
     parser = argparse.ArgumentParser(description="Build the bundled demo model.")
     parser.add_argument("--out", type=Path, default=settings.demo_model_dir, help="target folder")
     parser.add_argument("--steps", type=int, default=None, help=f"training steps (default {DEFAULT_STEPS})")
@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.no_samples:  # a worker building it: the log line above says where it is
         return
     print(f"demo model: {out}")
-    for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out)):
+    for message, reply in zip(SAMPLE_MESSAGES, sample_replies(out), strict=True):
         print(f"> {message}\n< {reply}")
 
 
