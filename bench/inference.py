@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import resource
@@ -50,7 +51,7 @@ def rss_mb(pid: int | None = None) -> float:
     import psutil
 
     proc = psutil.Process(pid or os.getpid())
-    procs = [proc] + proc.children(recursive=True)
+    procs = [proc, *proc.children(recursive=True)]
     return sum(p.memory_info().rss for p in procs if p.is_running()) / 1e6
 
 
@@ -198,7 +199,9 @@ def run_child(kind: str, args, extra_env: dict | None = None) -> dict:
         args.backend,
     ]
     print(f"  measuring {kind} ...", flush=True)
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(extra_env or {})})
+    done = subprocess.run(
+        cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, **(extra_env or {})}, check=False
+    )
     if done.returncode != 0:
         raise SystemExit(f"{kind} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -208,12 +211,8 @@ def run_child(kind: str, args, extra_env: dict | None = None) -> dict:
 
 
 def measure_queue(args) -> dict:
-    import httpx
-
     from shared.embedded import RedisServer, free_port
-    from shared.generation_client import GenerationClient
-    from shared.schemas import GenerationParams
-    from shared.settings import WorkerSettings as Settings
+    from shared.settings import WorkerSettings
     from tests.processes import Gateway, Worker
 
     print("  measuring the queue (Redis + worker + gateway) ...", flush=True)
@@ -234,90 +233,93 @@ def measure_queue(args) -> dict:
     env.pop("DATABASE_URL", None)
     worker = Worker("bench@local", {**env, "LOG_LEVEL": "INFO"}, tmp)
     gateway = Gateway(free_port(), env, tmp)
-    result: dict = {}
     try:
         worker.start()
         worker.wait_ready(timeout=900)
         gateway.start()
         gateway.wait_ready()
-        settings = Settings(redis_url=redis.url)
-
-        async def through_client() -> None:
-            client = GenerationClient(settings)
-            from transformers import AutoTokenizer  # only to build the same 48-token dialog
-
-            tokenizer = AutoTokenizer.from_pretrained(args.model)
-            dialog = bench_dialog(
-                lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
-            )
-            params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
-            await client.generate(dialog, params, timeout_s=600)  # warm-up
-            overhead, single = [], []
-            for _ in range(args.rounds):
-                started = time.perf_counter()
-                res = await client.generate(dialog, params, timeout_s=600)
-                took = time.perf_counter() - started
-                single.append(took)
-                overhead.append(took * 1000 - res.generate_ms)
-            result.update(client_single_s=single, overhead_ms=overhead)
-            # Empty-work overhead: a job whose deadline has passed is dropped by the worker at once,
-            # so its round trip is Redis + Celery + result backend alone.
-            await client.close()
-            result["dialog"] = dialog
-
-        asyncio.run(through_client())
-        dialog = result.pop("dialog")
-        body = {"dialog": dialog, "params": {"max_new_tokens": args.new_tokens, **PARAMS}, "timeout_s": 300}
-        with httpx.Client(base_url=gateway.base_url, timeout=600) as http:
-            single = []
-            for _ in range(args.rounds):
-                started = time.perf_counter()
-                http.post("/v1/replies", json=body).raise_for_status()
-                single.append(time.perf_counter() - started)
-            per_reply, walls, tokens = [], [], 0
-            # One untimed burst first: it opens the client's connections (new connections made the
-            # first burst reach the worker spread over more than the batch wait, e.g. 1 + 3 + 4).
-            for timed in [False] + [True] * max(1, args.rounds // 2):
-                started = time.perf_counter()
-                ends: list[float] = []
-
-                def one() -> None:
-                    nonlocal tokens
-                    response = http.post("/v1/replies", json=body)
-                    response.raise_for_status()
-                    ends.append(time.perf_counter())
-                    tokens += response.json()["new_tokens"]
-
-                threads = [threading.Thread(target=one) for _ in range(args.requests)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                if not timed:
-                    tokens = 0
-                    continue
-                per_reply += [end - started for end in ends]
-                walls.append(max(ends) - started)
-        sizes = []
-        for line in worker.log_text().splitlines():
-            if '"batch started"' in line:
-                try:
-                    sizes.append(json.loads(line)["size"])
-                except (ValueError, KeyError):
-                    pass
-        result.update(
-            gw_single_s=single,
-            gw_conc_reply_s=per_reply,
-            gw_conc_wall_s=walls,
-            gw_conc_tokens=tokens,
-            worker_rss_mb=rss_mb(worker.pid),
-            batch_sizes=sizes,
-        )
+        result = asyncio.run(_through_client(args, WorkerSettings(redis_url=redis.url)))
+        result.update(_through_gateway(args, gateway.base_url, result.pop("dialog")))
+        result.update(worker_rss_mb=rss_mb(worker.pid), batch_sizes=_batch_sizes(worker.log_text()))
     finally:
         gateway.stop()
         worker.stop()
         redis.stop()
     return result
+
+
+async def _through_client(args, settings) -> dict:
+    """One request at a time through GenerationClient: reply time, and what is not generation."""
+    from transformers import AutoTokenizer  # only to build the same 48-token dialog
+
+    from shared.generation_client import GenerationClient
+    from shared.schemas import GenerationParams
+
+    client = GenerationClient(settings)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    dialog = bench_dialog(
+        lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
+    )
+    params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
+    await client.generate(dialog, params, timeout_s=600)  # warm-up
+    overhead, single = [], []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        res = await client.generate(dialog, params, timeout_s=600)
+        took = time.perf_counter() - started
+        single.append(took)
+        overhead.append(took * 1000 - res.generate_ms)
+    await client.close()
+    return {"client_single_s": single, "overhead_ms": overhead, "dialog": dialog}
+
+
+def _through_gateway(args, base_url: str, dialog: list[str]) -> dict:
+    """HTTP through the gateway: one request at a time, then bursts of `args.requests` at once."""
+    import httpx
+
+    body = {"dialog": dialog, "params": {"max_new_tokens": args.new_tokens, **PARAMS}, "timeout_s": 300}
+    with httpx.Client(base_url=base_url, timeout=600) as http:
+        single = []
+        for _ in range(args.rounds):
+            started = time.perf_counter()
+            http.post("/v1/replies", json=body).raise_for_status()
+            single.append(time.perf_counter() - started)
+        per_reply: list[float] = []
+        walls: list[float] = []
+        tokens = 0
+        # One untimed burst first: it opens the client's connections (new connections made the
+        # first burst reach the worker spread over more than the batch wait, e.g. 1 + 3 + 4).
+        for timed in [False] + [True] * max(1, args.rounds // 2):
+            started = time.perf_counter()
+            ends: list[float] = []
+            new_tokens: list[int] = []
+
+            def one(ends: list[float] = ends, new_tokens: list[int] = new_tokens) -> None:
+                response = http.post("/v1/replies", json=body)
+                response.raise_for_status()
+                ends.append(time.perf_counter())
+                new_tokens.append(response.json()["new_tokens"])
+
+            threads = [threading.Thread(target=one) for _ in range(args.requests)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if timed:
+                tokens += sum(new_tokens)
+                per_reply += [end - started for end in ends]
+                walls.append(max(ends) - started)
+    return {"gw_single_s": single, "gw_conc_reply_s": per_reply, "gw_conc_wall_s": walls, "gw_conc_tokens": tokens}
+
+
+def _batch_sizes(worker_log: str) -> list[int]:
+    """Sizes of the batches the worker ran, from its "batch started" log lines."""
+    sizes = []
+    for line in worker_log.splitlines():
+        if '"batch started"' in line:
+            with contextlib.suppress(ValueError, KeyError):
+                sizes.append(json.loads(line)["size"])
+    return sizes
 
 
 # --- the table -----------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -78,10 +79,8 @@ def tree_rss_mb(pid: int) -> float:
         return 0.0
     total = 0
     for p in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += p.memory_info().rss
-        except psutil.NoSuchProcess:
-            pass
     return total / 2**20
 
 
@@ -288,16 +287,9 @@ def measure_services(args) -> dict:
     loopback: the bot answers 40 private chats through a local Telegram Bot API stand-in (no
     worker: each ends in the apology after REPLY_TIMEOUT_S), the scraper crawls the recorded 2ch
     threads from a local 2ch stand-in into a fresh database."""
-    import httpx
-
     from shared.db import migrate
-    from shared.embedded import RedisServer, free_port
-    from tests.bot.conftest import make_token
-    from tests.bot.fake_telegram import FakeTelegram
+    from shared.embedded import RedisServer
     from tests.conftest import create_database, drop_database
-    from tests.processes import Gateway, ServiceProcess, Worker
-    from tests.scraper.conftest import PO_THREADS, RECORDED_DIR
-    from tests.scraper.dvach_server import DvachServer
 
     tmp = Path(tempfile.mkdtemp(prefix="memory-"))
     redis = RedisServer(tmp / "redis").start()
@@ -314,123 +306,157 @@ def measure_services(args) -> dict:
     }
     peaks: dict[str, float] = {}
     try:
-        # gateway: start, then 200 reply requests with no worker (each 503 after its timeout) and /metrics.
-        gateway = Gateway(free_port(), {**base_env, "REPLY_TIMEOUT_S": "2"}, tmp)
-        gateway.start()
-        gateway.wait_ready()
-        with PeakRss({"gateway": gateway.pid}) as rss:
-
-            async def hammer() -> None:
-                async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
-                    await asyncio.gather(
-                        *(http.post("/v1/replies", json={"dialog": ["привет"], "timeout_s": 2}) for _ in range(200))
-                    )
-                    await http.get("/metrics")
-
-            asyncio.run(hammer())
-        peaks["gateway"] = rss.peak["gateway"]
-        gateway.stop()
-
-        # bot: 40 private chats, each answered with the apology (no worker runs).
-        bot_id, token = make_token()
-        telegram = FakeTelegram(token=token, bot_id=bot_id).start()
-        bot = ServiceProcess(
-            "bot",
-            [sys.executable, "-m", "services.bot"],
-            {
-                **base_env,
-                "TELEGRAM_BOT_TOKEN": token,
-                "TELEGRAM_API_URL": telegram.url,
-                "BOT_METRICS_PORT": str(free_port()),
-                "REPLY_TIMEOUT_S": "3",
-            },
-            tmp,
-        )
-        bot.start()
-        with PeakRss({"bot": bot.pid}) as rss:
-            for i in range(40):
-                user = telegram.user(name=f"anon{i}")
-                telegram.send_user_message(telegram.private(user), user, "привет, анон")
-            telegram.wait_for(
-                lambda calls: len([c for c in calls if c.method == "sendMessage"]) >= 40, timeout=120, what="40 replies"
-            )
-        peaks["bot"] = rss.peak["bot"]
-        bot.stop()
-        telegram.stop()
-
-        # scraper: one crawl (the CronJob's command) of the recorded threads.
-        dvach = DvachServer().start()
-        for name in PO_THREADS:
-            dvach.serve_thread("po", RECORDED_DIR / name)
-        scraper = ServiceProcess(
-            "scraper",
-            [sys.executable, "-m", "services.scraper", "crawl", "--once", "--no-progress"],
-            {
-                **base_env,
-                "DVACH_BASE_URL": dvach.url,
-                "SCRAPER_BOARDS": "po",
-                "SCRAPER_MIN_REPLIES": "0",
-                "SCRAPER_DELAY_S": "0",
-            },
-            tmp,
-        )
-        scraper.start()
-        with PeakRss({"scraper": scraper.pid}) as rss:
-            scraper.process.wait(300)
-        assert scraper.process.returncode == 0, scraper.log_text()[-2000:]
-        peaks["scraper_crawl"] = rss.peak["scraper"]
-        dvach.stop()
-
-        # worker: first start with an empty conversion cache, then steady state after a few replies.
+        peaks["gateway"] = _gateway_peak(base_env, tmp)
+        peaks["bot"] = _bot_peak(base_env, tmp)
+        peaks["scraper_crawl"] = _scraper_peak(base_env, tmp)
         if not args.skip_worker:
-            model = resolve_model(args, tmp)
-            worker = Worker(
-                "memory@loadtest",
-                {
-                    **base_env,
-                    "MODEL_NAME_OR_PATH": model,
-                    "INFERENCE_BACKEND": args.backend,
-                    "INFERENCE_THREADS": str(args.threads_per_worker),
-                    "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
-                    "WORKER_METRICS_PORT": str(free_port()),
-                },
-                tmp,
-            )
-            worker.start()
-            with PeakRss({"worker": worker.pid}) as rss:
-                worker.wait_ready(timeout=args.start_timeout)
-            peaks["worker_first_start"] = rss.peak["worker"]
-            gateway = Gateway(free_port(), base_env, tmp, name="gateway-2")
-            gateway.start()
-            gateway.wait_ready()
-            with PeakRss({"worker": worker.pid}) as rss:
-
-                async def replies() -> None:
-                    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=600) as http:
-                        for response in await asyncio.gather(
-                            *(
-                                http.post(
-                                    "/v1/replies",
-                                    json={
-                                        "dialog": DIALOGS[i % len(DIALOGS)],
-                                        "params": {"max_new_tokens": 32},
-                                        "timeout_s": 300,
-                                    },
-                                )
-                                for i in range(8)
-                            )
-                        ):
-                            response.raise_for_status()
-
-                asyncio.run(replies())
-            peaks["worker_serving"] = rss.peak["worker"]
-            gateway.stop()
-            worker.stop(timeout=120)
+            peaks.update(_worker_peaks(args, base_env, tmp))
     finally:
         redis.stop()
         drop_database(database)
         _cleanup(tmp, args)
     return {name: round(value) for name, value in peaks.items()}
+
+
+def _gateway_peak(base_env: dict[str, str], tmp: Path) -> float:
+    import httpx
+
+    from shared.embedded import free_port
+    from tests.processes import Gateway
+
+    # gateway: start, then 200 reply requests with no worker (each 503 after its timeout) and /metrics.
+    gateway = Gateway(free_port(), {**base_env, "REPLY_TIMEOUT_S": "2"}, tmp)
+    gateway.start()
+    gateway.wait_ready()
+    with PeakRss({"gateway": gateway.pid}) as rss:
+
+        async def hammer() -> None:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+                await asyncio.gather(
+                    *(http.post("/v1/replies", json={"dialog": ["привет"], "timeout_s": 2}) for _ in range(200))
+                )
+                await http.get("/metrics")
+
+        asyncio.run(hammer())
+    gateway.stop()
+    return rss.peak["gateway"]
+
+
+def _bot_peak(base_env: dict[str, str], tmp: Path) -> float:
+    from shared.embedded import free_port
+    from tests.bot.conftest import make_token
+    from tests.bot.fake_telegram import FakeTelegram
+    from tests.processes import ServiceProcess
+
+    # bot: 40 private chats, each answered with the apology (no worker runs).
+    bot_id, token = make_token()
+    telegram = FakeTelegram(token=token, bot_id=bot_id).start()
+    bot = ServiceProcess(
+        "bot",
+        [sys.executable, "-m", "services.bot"],
+        {
+            **base_env,
+            "TELEGRAM_BOT_TOKEN": token,
+            "TELEGRAM_API_URL": telegram.url,
+            "BOT_METRICS_PORT": str(free_port()),
+            "REPLY_TIMEOUT_S": "3",
+        },
+        tmp,
+    )
+    bot.start()
+    with PeakRss({"bot": bot.pid}) as rss:
+        for i in range(40):
+            user = telegram.user(name=f"anon{i}")
+            telegram.send_user_message(telegram.private(user), user, "привет, анон")
+        telegram.wait_for(
+            lambda calls: len([c for c in calls if c.method == "sendMessage"]) >= 40, timeout=120, what="40 replies"
+        )
+    bot.stop()
+    telegram.stop()
+    return rss.peak["bot"]
+
+
+def _scraper_peak(base_env: dict[str, str], tmp: Path) -> float:
+    from tests.processes import ServiceProcess
+    from tests.scraper.conftest import PO_THREADS, RECORDED_DIR
+    from tests.scraper.dvach_server import DvachServer
+
+    # scraper: one crawl (the CronJob's command) of the recorded threads.
+    dvach = DvachServer().start()
+    for name in PO_THREADS:
+        dvach.serve_thread("po", RECORDED_DIR / name)
+    scraper = ServiceProcess(
+        "scraper",
+        [sys.executable, "-m", "services.scraper", "crawl", "--once", "--no-progress"],
+        {
+            **base_env,
+            "DVACH_BASE_URL": dvach.url,
+            "SCRAPER_BOARDS": "po",
+            "SCRAPER_MIN_REPLIES": "0",
+            "SCRAPER_DELAY_S": "0",
+        },
+        tmp,
+    )
+    scraper.start()
+    with PeakRss({"scraper": scraper.pid}) as rss:
+        scraper.process.wait(300)
+    assert scraper.process.returncode == 0, scraper.log_text()[-2000:]
+    dvach.stop()
+    return rss.peak["scraper"]
+
+
+def _worker_peaks(args, base_env: dict[str, str], tmp: Path) -> dict[str, float]:
+    """Worker: first start with an empty conversion cache, then steady state after a few replies."""
+    import httpx
+
+    from shared.embedded import free_port
+    from tests.processes import Gateway, Worker
+
+    peaks: dict[str, float] = {}
+    model = resolve_model(args, tmp)
+    worker = Worker(
+        "memory@loadtest",
+        {
+            **base_env,
+            "MODEL_NAME_OR_PATH": model,
+            "INFERENCE_BACKEND": args.backend,
+            "INFERENCE_THREADS": str(args.threads_per_worker),
+            "INFERENCE_CACHE_DIR": str(tmp / "converted-models"),
+            "WORKER_METRICS_PORT": str(free_port()),
+        },
+        tmp,
+    )
+    worker.start()
+    with PeakRss({"worker": worker.pid}) as rss:
+        worker.wait_ready(timeout=args.start_timeout)
+    peaks["worker_first_start"] = rss.peak["worker"]
+    gateway = Gateway(free_port(), base_env, tmp, name="gateway-2")
+    gateway.start()
+    gateway.wait_ready()
+    with PeakRss({"worker": worker.pid}) as rss:
+
+        async def replies() -> None:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=600) as http:
+                for response in await asyncio.gather(
+                    *(
+                        http.post(
+                            "/v1/replies",
+                            json={
+                                "dialog": DIALOGS[i % len(DIALOGS)],
+                                "params": {"max_new_tokens": 32},
+                                "timeout_s": 300,
+                            },
+                        )
+                        for i in range(8)
+                    )
+                ):
+                    response.raise_for_status()
+
+        asyncio.run(replies())
+    peaks["worker_serving"] = rss.peak["worker"]
+    gateway.stop()
+    worker.stop(timeout=120)
+    return peaks
 
 
 def table(results: list[dict], args) -> str:
@@ -442,9 +468,10 @@ def table(results: list[dict], args) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        worker_rss = ", ".join(str(x) for x in r["worker_peak_rss_mib"])
         lines.append(
-            f"| {r['workers']} | {r['jobs_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-            f"{r['lost']} | {', '.join(str(x) for x in r['worker_peak_rss_mib'])} | {r['gateway_peak_rss_mib']} |"
+            f"| {r['workers']} | {r['jobs_per_s']:.2f} | {r['tokens_per_s']:.0f} | {r['p50_s']:.2f} "
+            f"| {r['p95_s']:.2f} | {r['lost']} | {worker_rss} | {r['gateway_peak_rss_mib']} |"
         )
     if len(results) >= 2 and results[0]["jobs_per_s"]:
         lines.append("")

@@ -41,12 +41,10 @@ def main() -> None:
             version = body["model_version"]
     print(f"model {version}, {args.n} sequential requests")
     print(f"request -> reply  median {statistics.median(totals):.0f} ms  p95 {percentile(totals, 0.95):.0f} ms")
-    print(
-        f"worker generation median {statistics.median(generation):.0f} ms; new tokens median {statistics.median(tokens):.0f}"
-    )
-    print(
-        f"outside generation (HTTP + queue + result) median {statistics.median(t - g for t, g in zip(totals, generation)):.0f} ms"
-    )
+    print(f"worker generation median {statistics.median(generation):.0f} ms;", end=" ")
+    print(f"new tokens median {statistics.median(tokens):.0f}")
+    outside = statistics.median(t - g for t, g in zip(totals, generation, strict=True))
+    print(f"outside generation (HTTP + queue + result) median {outside:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def _segments(dialog_newest_first: Sequence[str], count_tokens: Callable[[str], 
         raise ValueError("a dialog needs at least one turn")
     turns = list(reversed(dialog_newest_first))
     return [
-        f"|{speaker}|{length_bucket(count_tokens(text))}|{text}" for speaker, text in zip(speakers(len(turns)), turns)
+        f"|{speaker}|{length_bucket(count_tokens(text))}|{text}"
+        for speaker, text in zip(speakers(len(turns)), turns, strict=True)
     ]
 
 
@@ -102,11 +103,11 @@ def prompt_ids(
     count = lambda text: len(encode(text))  # noqa: E731 - the bucket counts a turn's own tokens
     ids: list[int] = []
     for segment in _segments(dialog_newest_first, count):
-        ids += encode(segment) + [eos_id]
+        ids += [*encode(segment), eos_id]
     ids += encode(_reply_marker(reply, reply_length, count))
     start = len(ids)
     if reply is not None:
-        ids += encode(reply) + [eos_id]
+        ids += [*encode(reply), eos_id]
     return ids, start
 
 

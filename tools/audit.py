@@ -65,6 +65,7 @@ def run_pip_audit() -> tuple[dict[str, list[str]], int] | None:
             capture_output=True,
             text=True,
             timeout=900,
+            check=False,
         )
         report = json.loads(done.stdout or "{}")
     except (subprocess.TimeoutExpired, ValueError):
@@ -97,7 +98,7 @@ def ask_index(client: httpx.Client, index: str, name: str, version: str) -> Answ
 def audit_with_index(index: str, dists: dict[str, str]) -> dict[str, Answer]:
     with httpx.Client(timeout=15, follow_redirects=True) as client, ThreadPoolExecutor(8) as pool:
         answers = pool.map(lambda item: ask_index(client, index, *item), dists.items())
-        return dict(zip(dists, answers))
+        return dict(zip(dists, answers, strict=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

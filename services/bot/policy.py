@@ -7,6 +7,7 @@ budgets, per-user floods) come after a positive decision, in the responder.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,14 +73,15 @@ def decide(facts: MessageFacts, chat: ChatPolicy, roll: float) -> Decision:
         return skip(reason)
     if chat.muted:
         return skip("muted")
-    if facts.chat_type == "private":
-        return Decision(True, "private")
-    if facts.mentions_bot:
-        return Decision(True, "mention")
-    if facts.replies_to_bot:
-        return Decision(True, "reply")
-    if roll < chat.reply_chance:
-        return Decision(True, "random")
+    addressed = (
+        ("private", facts.chat_type == "private"),
+        ("mention", facts.mentions_bot),
+        ("reply", facts.replies_to_bot),
+        ("random", roll < chat.reply_chance),
+    )
+    for kind, applies in addressed:
+        if applies:
+            return Decision(True, kind)
     return skip("chance")
 
 
@@ -95,6 +97,6 @@ def parse_chance(arg: str | None) -> float | None:
         return None
     if percent:
         value /= 100
-    if value != value or not 0.0 <= value <= 1.0:  # NaN or out of range
+    if math.isnan(value) or not 0.0 <= value <= 1.0:
         return None
     return value

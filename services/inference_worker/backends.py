@@ -194,7 +194,7 @@ def load_backend(kind: str, model_dir: Path, options: BackendOptions | None = No
         for candidate in AUTO_ORDER:
             try:
                 return BACKENDS[candidate](model_dir, options)
-            except Exception as exc:  # the fast one may not load (conversion, CPU support)
+            except Exception as exc:  # noqa: BLE001 - whatever stops a fast engine (conversion, CPU support): take the next
                 log.warning(
                     "backend failed to load, trying the next", extra={"backend": candidate, "error": str(exc)[:500]}
                 )

@@ -46,9 +46,9 @@ class Generator:
     def fit_dialog(self, dialog: list[str], max_new_tokens: int) -> list[str]:
         """Cut over-long turns and drop the oldest turns until the prompt fits the context."""
         turns = []
-        for text in dialog:
+        for raw in dialog:
             # Callers validate text, but a lone surrogate must never crash the tokenizer.
-            text = self.codec.clean(text.encode("utf-8", "replace").decode("utf-8"))
+            text = self.codec.clean(raw.encode("utf-8", "replace").decode("utf-8"))
             if self.lowercase:
                 text = text.lower()
             ids = self.codec.encode(text)
@@ -80,7 +80,7 @@ class Generator:
             if params.seed is not None and attempt:
                 attempt_params = params.model_copy(update={"seed": params.seed + attempt})
             outputs = self.backend.continue_prompts([prompts[i] for i in todo], attempt_params)
-            for i, out in zip(todo, outputs):
+            for i, out in zip(todo, outputs, strict=True):
                 spent[i] += len(out.token_ids)
                 text = out.text  # cut at eos or the next speaker, no special-token text (TextCodec.reply_text)
                 if text:

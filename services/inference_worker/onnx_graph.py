@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -73,10 +74,10 @@ class _DataFile:
     """Initializers written one by one into the external data file, so that no second copy of
     the weights is ever held in memory (protobuf also caps a model at 2 GB)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, file: BinaryIO):
         self.path = Path(path)
-        self.file = open(self.path, "wb")
-        self.tensors = []
+        self.file = file
+        self.tensors: list = []
 
     def add(self, name: str, array: np.ndarray) -> str:
         import onnx
@@ -96,9 +97,6 @@ class _DataFile:
         self.tensors.append(tensor)
         return name
 
-    def close(self) -> None:
-        self.file.close()
-
 
 def quantize_int8(weight: np.ndarray) -> tuple[np.ndarray, np.float32]:
     """Symmetric per-tensor int8: weight ~ q * scale."""
@@ -108,7 +106,7 @@ def quantize_int8(weight: np.ndarray) -> tuple[np.ndarray, np.float32]:
 
 def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
     """The onnx.ModelProto of the decoder (see the module's docstring); weights go to `data`."""
-    from onnx import TensorProto, helper
+    from onnx import helper
 
     layers, width, heads = config["n_layer"], config["n_embd"], config["n_head"]
     head_size = width // heads
@@ -167,15 +165,6 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     tokens = embedding(weights["wte.weight"], "input_ids", "wte")
     positions = node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
     hidden = node("Add", [tokens, positions], "embed.out")
-    cache_shape = ["batch", heads, "max_len", head_size]
-    graph_inputs = [
-        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]),
-        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
-        helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [1]),
-        helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["batch"]),
-    ]
-    graph_outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab])]
     for i in LoggedProgress(range(layers), desc=f"{quantization} conversion", unit="layer"):
         p = f"h.{i}"
         attn_in = layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
@@ -206,9 +195,6 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         )
         mlp_out = matmul(act, weights[f"{p}.mlp.c_proj.weight"], f"l{i}.mlp_proj", weights[f"{p}.mlp.c_proj.bias"])
         hidden = node("Add", [hidden, mlp_out], f"l{i}.resid_2")
-        for kind in ("key", "value"):
-            graph_inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache_shape))
-            graph_outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, cache_shape))
     # Score only each row's last real token: [batch*seq, width] rows picked by logits_index.
     flat = node("Reshape", [hidden, data.add("flat_shape", np.array([-1, width], dtype=np.int64))], "final.flat")
     last = node("Gather", [flat, "logits_index"], "final.last", axis=0)
@@ -216,6 +202,7 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     scores = matmul(normed, weights["lm_head.weight"].T, "lm_head")
     node("Identity", [scores], "logits")
 
+    graph_inputs, graph_outputs = _graph_io(layers, heads, head_size, vocab)
     graph = helper.make_graph(nodes, "gpt2-decoder", graph_inputs, graph_outputs, data.tensors)
     model = helper.make_model(
         graph,
@@ -226,6 +213,26 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     return model
 
 
+def _graph_io(layers: int, heads: int, head_size: int, vocab: int) -> tuple[list, list]:
+    """The graph's inputs and outputs: the step's tokens, and each layer's cache buffer in and out."""
+    from onnx import TensorProto, helper
+
+    cache_shape = ["batch", heads, "max_len", head_size]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]),
+        helper.make_tensor_value_info("seqlens_k", TensorProto.INT32, ["batch"]),
+        helper.make_tensor_value_info("total_sequence_length", TensorProto.INT32, [1]),
+        helper.make_tensor_value_info("logits_index", TensorProto.INT64, ["batch"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab])]
+    for i in range(layers):
+        for kind in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache_shape))
+            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, cache_shape))
+    return inputs, outputs
+
+
 def write_model(model_dir: Path, out_dir: Path, quantization: str) -> Path:
     """Build the graph of `model_dir` into `out_dir` (`model.onnx` + `model.onnx.data`)."""
     import onnx
@@ -233,10 +240,8 @@ def write_model(model_dir: Path, out_dir: Path, quantization: str) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config, weights = load_gpt2_weights(model_dir)
-    data = _DataFile(out_dir / (GRAPH_FILE + ".data"))
-    try:
-        model = build_graph(config, weights, quantization, data)
-    finally:
-        data.close()
+    data_path = out_dir / (GRAPH_FILE + ".data")
+    with open(data_path, "wb") as file:
+        model = build_graph(config, weights, quantization, _DataFile(data_path, file))
     onnx.save(model, str(out_dir / GRAPH_FILE))
     return out_dir / GRAPH_FILE

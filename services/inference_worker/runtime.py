@@ -108,7 +108,7 @@ class ModelRuntime:
 
 
 runtime = ModelRuntime()
-_scheduler: Scheduler | None = None
+_schedulers: dict[int, Scheduler] = {}  # by process id: a forked child makes its own
 _scheduler_lock = threading.Lock()
 
 
@@ -132,8 +132,8 @@ def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
     It reads `runtime.generator` for each batch, so a model version switched in by
     model_versions.py serves the next batch, while batches in flight finish on the old one.
     """
-    global _scheduler
     with _scheduler_lock:
-        if _scheduler is None or _scheduler.pid != os.getpid():
-            _scheduler = make_scheduler(lambda: runtime.generator, runtime.backend, settings)
-        return _scheduler
+        pid = os.getpid()
+        if pid not in _schedulers:
+            _schedulers[pid] = make_scheduler(lambda: runtime.generator, runtime.backend, settings)
+        return _schedulers[pid]

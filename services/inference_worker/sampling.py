@@ -62,10 +62,9 @@ def top_k_candidates(scores: np.ndarray, k: int) -> np.ndarray:
 
 def draw(scores: np.ndarray, params: GenerationParams, rng: np.random.Generator) -> int:
     """Temperature, top-k, top-p and a draw on penalised scores (one row of logits)."""
-    if 0 < params.top_k < scores.size:
-        candidates = top_k_candidates(scores, params.top_k)  # temperature keeps the order: select first
-    else:
-        candidates = np.arange(scores.size)
+    # temperature keeps the order: select first
+    top_k = 0 < params.top_k < scores.size
+    candidates = top_k_candidates(scores, params.top_k) if top_k else np.arange(scores.size)
     kept = scores[candidates].astype(np.float64) / params.temperature
     if params.top_p < 1.0:
         order = np.argsort(kept, kind="stable")  # ascending, as transformers' TopPLogitsWarper

@@ -241,7 +241,7 @@ class Scheduler:
         )
         try:
             replies = self._generator().reply_many([job.dialog for job in batch], batch[0].params)
-        except Exception as exc:  # one failure fails the batch; each caller sees it
+        except Exception as exc:  # noqa: BLE001 - not swallowed: each caller's future raises it
             if len(batch) > 1:
                 # Run the jobs alone so that one bad job does not fail the others.
                 for job in batch:
@@ -249,5 +249,5 @@ class Scheduler:
                 return
             batch[0].future.set_exception(exc)
             return
-        for job, reply in zip(batch, replies):
+        for job, reply in zip(batch, replies, strict=True):
             job.future.set_result(reply)

@@ -9,6 +9,7 @@ of reply links that resolved to a parent. Two snapshots of one thread count once
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections import Counter
@@ -91,11 +92,9 @@ def measure(
     posts_per_round = sum(f.get("posts", 0) for f in per_file)
     started = time.perf_counter()
     for _ in range(rounds):
-        for path, board, num, raw in raws:
-            try:
+        for _path, board, num, raw in raws:
+            with contextlib.suppress(MalformedResponse):
                 _pipeline(raw, board, num, **options)
-            except MalformedResponse:
-                pass
     elapsed = time.perf_counter() - started
 
     distinct = list(results.values())

@@ -118,7 +118,7 @@ def score_dialogs(
             if not batch:
                 break
             scores = scorer.score([reply for _, reply in batch])
-            store.set_scores(engine, zip((dialog_id for dialog_id, _ in batch), scores), scorer.name)
+            store.set_scores(engine, zip((dialog_id for dialog_id, _ in batch), scores, strict=True), scorer.name)
             metrics.DIALOGS_SCORED.inc(len(batch))
             after_id = batch[-1][0]
             done += len(batch)

@@ -26,9 +26,9 @@ def plot_losses(log_history: list[dict[str, Any]], path: Path, title: str = "") 
     train, evaluation = loss_curves(log_history)
     fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
     if train:
-        ax.plot(*zip(*train), label="train loss", color="tab:blue")
+        ax.plot(*zip(*train, strict=True), label="train loss", color="tab:blue")
     if evaluation:
-        ax.plot(*zip(*evaluation), label="eval loss", color="tab:orange", marker="o")
+        ax.plot(*zip(*evaluation, strict=True), label="eval loss", color="tab:orange", marker="o")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (reply tokens)" if title.endswith("reply-only") else "loss")
     ax.set_title(title)
@@ -54,6 +54,9 @@ def write_report(result: RunResult) -> None:
     loss_kind = "reply-only" if params.get("reply_only") else "all tokens"
     plot_losses(result.log_history, run_dir / "loss.png", title=f"{params['model']} - {loss_kind}")
 
+    source_options = ", ".join(
+        f"{k}={_fmt(data[k])}" for k in ("path", "quantile", "toxicity_threshold", "limit") if k in data
+    )
     lines = [
         f"# Training run `{run_dir.name}`",
         "",
@@ -65,11 +68,12 @@ def write_report(result: RunResult) -> None:
         f"| after | {_fmt(metrics['eval_loss_after'])} | {_fmt(metrics['perplexity_after'])} |",
         "",
         f"Train loss (mean over the run) {_fmt(metrics['train_loss'])}; {metrics['steps']} optimizer steps, "
-        f"{_fmt(metrics['epochs'])} epochs, {metrics['train_runtime_s']} s training, {metrics['wall_time_s']} s in all.",
+        f"{_fmt(metrics['epochs'])} epochs, "
+        f"{metrics['train_runtime_s']} s training, {metrics['wall_time_s']} s in all.",
         "",
         "## Data",
         "",
-        f"Source: {data.get('source')} ({', '.join(f'{k}={_fmt(data[k])}' for k in ('path', 'quantile', 'toxicity_threshold', 'limit') if k in data)}); "
+        f"Source: {data.get('source')} ({source_options}); "
         f"{data['dialogs']} dialogs -> {data['train_examples']} train / {data['eval_examples']} eval examples; "
         f"sha256 `{data['sha256']}`.",
         "",

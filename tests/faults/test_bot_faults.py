@@ -4,6 +4,7 @@ out, lost (no answer at all) and duplicated (one message answered twice in Teleg
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 
@@ -13,8 +14,9 @@ from tests.bot.helpers import TaskEvents
 from tests.model_factory import make_tiny_gpt2
 
 
-def _fault_row(case: str, load: str, injected: str, sent: int, out: str, lost: int, duplicated: int) -> str:
-    return f"| {case} | {load} | {injected} | {sent} | {out} | {lost} | {duplicated} |"
+def _fault_row(*cells: object) -> str:
+    """One row of docs/reliability.md's fault table: case, load, injected, sent, out, lost, duplicated."""
+    return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 
 def _outcomes(tg, chats: list[dict]) -> dict[int, list]:
@@ -51,7 +53,7 @@ def test_worker_killed_while_the_bot_waits_is_answered_once(start_bot, start_wor
         chats = [tg.private(u) for u in users]
         messages = [
             tg.send_user_message(chat, user, f"расскажи что-нибудь {i}")
-            for i, (chat, user) in enumerate(zip(chats, users))
+            for i, (chat, user) in enumerate(zip(chats, users, strict=True))
         ]
 
         with events._cond:
@@ -69,7 +71,7 @@ def test_worker_killed_while_the_bot_waits_is_answered_once(start_bot, start_wor
         def succeeded() -> set[str]:
             return {e["uuid"] for e in events.events if e.get("type") == "task-succeeded"}
 
-        for chat, message in zip(chats, messages):
+        for chat, message in zip(chats, messages, strict=True):
             tg.wait_reply(chat["id"], message["message_id"], timeout=180)
         with events._cond:
             assert events._cond.wait_for(lambda: len(succeeded()) >= len(messages), timeout=120)
@@ -208,7 +210,7 @@ def test_telegram_errors_under_load_keep_the_bot_and_its_limits(start_bot, worke
     every_ok = sorted(c.at for calls in ok_sends.values() for c in calls)
     for calls in ok_sends.values():
         times = sorted(c.at for c in calls)
-        assert all(b - a >= 0.8 for a, b in zip(times, times[1:])), (
+        assert all(b - a >= 0.8 for a, b in pairwise(times)), (
             "more than ~1 message a second in one chat",
             [
                 (c.status, round(c.at, 2), c.answered_at and round(c.answered_at, 2))

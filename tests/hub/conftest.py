@@ -61,6 +61,7 @@ def fetch_model(env: dict[str, str], name: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=300,
+        check=False,
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -113,10 +114,10 @@ async def test_a_fine_tune_of_the_base_layout_is_published_activated_and_served_
     )  # fmt: skip
     assert "activated hub-ft-1" in trained.stdout, trained.stderr[-3000:]
     store = stack_env["MODEL_STORE_DIR"]
-    meta = json.loads(open(f"{store}/hub-ft-1/version.json").read())
+    meta = json.loads(Path(f"{store}/hub-ft-1/version.json").read_text())
     assert meta["base_model"] == DEFAULT_BASE_MODEL and meta["generation_defaults"] == {"top_k": 20}
-    tokenizer_size = json.loads(open(f"{store}/hub-ft-1/tokenizer.json").read())["added_tokens"][-1]["id"] + 1
-    assert tokenizer_size == json.loads(open(f"{store}/hub-ft-1/config.json").read())["vocab_size"] + 1
+    tokenizer_size = json.loads(Path(f"{store}/hub-ft-1/tokenizer.json").read_text())["added_tokens"][-1]["id"] + 1
+    assert tokenizer_size == json.loads(Path(f"{store}/hub-ft-1/config.json").read_text())["vocab_size"] + 1
 
     # The first job after the activation switches the model (jobs beside it finish on the old one).
     answers = await replies(gateway.base_url, [["привет анон"]])

@@ -71,7 +71,7 @@ def test_int8_agrees_on_most_greedy_next_tokens(backends):
     prompts = prompt_set(reference)
     expected, got = next_tokens(reference, prompts), next_tokens(int8, prompts)
     assert len(set(expected)) >= 10, "the prompt set must exercise many different next tokens"
-    agreement = sum(a == b for a, b in zip(expected, got)) / len(prompts)
+    agreement = sum(a == b for a, b in zip(expected, got, strict=True)) / len(prompts)
     assert agreement >= 0.9, f"int8 agrees on {agreement:.0%} of next tokens"
 
 
@@ -118,7 +118,7 @@ def test_very_low_temperature_is_greedy(backends):
     cold = GenerationParams(max_new_tokens=16, temperature=0.05, top_k=0, top_p=1.0, repetition_penalty=1.0)
     for seed in (1, 2, 3):
         sampled = int8.continue_prompts(prompts, cold.model_copy(update={"seed": seed}))
-        same = sum(c.token_ids[:1] == g[:1] for c, g in zip(sampled, greedy))
+        same = sum(c.token_ids[:1] == g[:1] for c, g in zip(sampled, greedy, strict=True))
         assert same >= len(prompts) - 1, f"seed {seed}: only {same} of {len(prompts)} first tokens are greedy"
 
 
@@ -152,9 +152,9 @@ def test_int8_prompts_of_mixed_lengths_continue_as_they_would_alone(backends):
     alone = [int8.continue_prompts([p], GREEDY)[0].token_ids for p in prompts]
     batched = [c.token_ids for c in int8.continue_prompts(prompts, GREEDY)]
     assert sum(map(len, alone)) >= 8  # (some prompts of this model end at once: eos)
-    assert sum(b[:1] == a[:1] for a, b in zip(alone, batched)) >= len(prompts) - 1
-    same = sum(x == y for a, b in zip(alone, batched) for x, y in zip(a, b))
-    assert same >= 0.6 * sum(min(len(a), len(b)) for a, b in zip(alone, batched))
+    assert sum(b[:1] == a[:1] for a, b in zip(alone, batched, strict=True)) >= len(prompts) - 1
+    same = sum(x == y for a, b in zip(alone, batched, strict=True) for x, y in zip(a, b, strict=False))
+    assert same >= 0.6 * sum(min(len(a), len(b)) for a, b in zip(alone, batched, strict=True))
 
 
 def test_prompts_of_close_lengths_are_prefilled_together():

@@ -187,11 +187,10 @@ class DvachServer:
                 body = server._content(path)
                 if body is None:
                     return self._send(404, b'{"Error": -404}')
-                if fault == "truncate":
-                    return self._send(200, body[: len(body) // 2])
-                if fault == "cut":
-                    self.close_connection = True
-                    return self._send(200, body[: len(body) // 2], declared=len(body))
+                if fault in ("truncate", "cut"):  # half the body; "cut" declares all of it and hangs up
+                    self.close_connection = fault == "cut"
+                    declared = len(body) if fault == "cut" else None
+                    return self._send(200, body[: len(body) // 2], declared=declared)
                 etag = '"' + hashlib.sha1(body).hexdigest() + '"'
                 if server.etags and self.headers.get("If-None-Match") == etag:
                     return self._send(304, b"", {"ETag": etag})

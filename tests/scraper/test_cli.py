@@ -43,6 +43,7 @@ def scraper(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 

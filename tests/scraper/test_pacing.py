@@ -10,6 +10,7 @@ machine running it, and it reproduces the case that once failed on a loaded mach
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import httpx
 
@@ -84,7 +85,7 @@ async def test_the_pause_holds_between_sends_on_a_loaded_machine(dvach: DvachSer
     assert [f.status for f in fetched] == ["ok"] * 6
     assert len(dvach.arrivals) == network.handed == 1 + 6 + 1  # the listing, the threads, one retry
     assert clock.sleeps > 2  # pauses were slept (some of them ending late)
-    gaps = [round(b - a, 6) for a, b in zip(dvach.arrivals, dvach.arrivals[1:])]
+    gaps = [round(b - a, 6) for a, b in pairwise(dvach.arrivals)]
     assert min(gaps) >= DELAY, gaps
     assert max(gaps) > DELAY  # late wakes made some gaps longer: the lateness reached the site
 

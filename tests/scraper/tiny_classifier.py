@@ -55,7 +55,7 @@ def make_tiny_classifier(
         intermediate_size=64,
         max_position_embeddings=128,
         id2label=dict(enumerate(labels)),
-        label2id={l: i for i, l in enumerate(labels)},
+        label2id={label: i for i, label in enumerate(labels)},
     )
     model = BertForSequenceClassification(config)
     out_dir = Path(out_dir)

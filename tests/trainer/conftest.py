@@ -68,6 +68,7 @@ def run_trainer(
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(

@@ -16,7 +16,9 @@ def tokenizer(tiny_model_dir):
 
 
 def labelled_text(tokenizer, example) -> str:
-    return tokenizer.decode([t for t, label in zip(example.input_ids, example.labels) if label != IGNORE_INDEX])
+    return tokenizer.decode(
+        [t for t, label in zip(example.input_ids, example.labels, strict=True) if label != IGNORE_INDEX]
+    )
 
 
 def test_labels_mask_everything_but_the_reply(tokenizer):
@@ -77,6 +79,7 @@ def test_split_and_hash_are_deterministic(tokenizer):
     train_b, eval_b = split(examples, 0.1, 1000, seed=1)
     _, eval_c = split(examples, 0.1, 1000, seed=2)
     assert [e.text for e in eval_a] == [e.text for e in eval_b] and len(eval_a) == 4
+    assert [e.text for e in train_a] == [e.text for e in train_b]
     assert [e.text for e in eval_a] != [e.text for e in eval_c]
     assert len(train_a) + len(eval_a) == 40 and not {e.text for e in train_a} & {e.text for e in eval_a}
     assert data_hash(examples) == data_hash(builder.build_all(dialogs))

@@ -90,7 +90,7 @@ async def list_models(request: Request, settings: SettingsDep):
     summary="The active model version",
 )
 async def active_model(request: Request, settings: SettingsDep):
-    engine, client = _sync_clients(request, settings)
+    engine, _ = _sync_clients(request, settings)
     row = await asyncio.to_thread(model_store.active_from_db, engine)
     if row is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail="no version is active: workers serve MODEL_NAME_OR_PATH")

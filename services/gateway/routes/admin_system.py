@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep
@@ -88,7 +89,7 @@ async def workers(client: ClientDep, timeout_s: float = Query(1.0, gt=0, le=10))
     stats, active = await asyncio.to_thread(_inspect, client, timeout_s)
     try:
         models = await ops_state.worker_models(client.redis)
-    except Exception:  # the registry is advisory; inspect already told who is online
+    except (RedisError, ValueError):  # the registry is advisory; inspect already told who is online
         models = {}
     # Workers that went away long ago (pods replaced) are not worth listing.
     recent = {name for name, info in models.items() if time.time() - info.get("updated_at", 0) < 3600}

@@ -1100,7 +1100,7 @@ def _templated(rng: random.Random) -> list[list[str]]:
             openers = [o.format(**forms) for o in rng.sample(_OPENERS, 5)]
             reactions = rng.sample(_REACTIONS, 4)
             dialogs += [[opener, take] for opener in openers[:2]]
-            dialogs += [[opener, take, reaction] for opener, reaction in zip(openers[2:4], reactions)]
+            dialogs += [[opener, take, reaction] for opener, reaction in zip(openers[2:4], reactions[:2], strict=True)]
             dialogs.append([take, reactions[2]])
             dialogs.append([openers[4], take, reactions[3], rng.choice(_COMEBACKS)])
     for a in _TOPICS:
@@ -1120,7 +1120,7 @@ def _with_tails(conversations: list[list[str]], rng: random.Random) -> list[list
     for conversation in conversations:
         last = conversation[-1]
         joiner = " " if last[-1] in "?!." else ", "
-        extended.append(conversation[:-1] + [last + joiner + rng.choice(_TAILS)])
+        extended.append([*conversation[:-1], last + joiner + rng.choice(_TAILS)])
     return extended
 
 
