@@ -2,13 +2,14 @@
 #   make run   - the whole stack locally (embedded Redis/Postgres when none is configured)
 #   make test  - the test suite (embedded Redis/Postgres when the machine runs none)
 # Both create .venv inside the repo on first use and reinstall when pyproject.toml changes.
-# Also: make test-fast (no server, no model build: the edit loop), make audit (asks PyPI).
+# Also: make test-fast (no server, no model build: the edit loop), make lint (ruff, mypy),
+# make audit (asks PyPI).
 VENV   ?= .venv
 PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run chat test test-fast audit bench demo-model system-deps
+.PHONY: run chat test test-fast lint audit bench demo-model system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,12 @@ test: $(STAMP) system-deps
 # The tests that start no server and no service process and build no model (tests/tiers.py).
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not heavy" $(PYTEST_ARGS)
+
+# Lint, format and types (configured in pyproject.toml); `ruff format .` rewrites what --check refuses.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # Known vulnerabilities of the installed distributions; asks the package index, so not in make test.
 audit: $(STAMP)

@@ -71,6 +71,7 @@ def run(args) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bot-latency-"))
     servers = ExitStack()  # embedded Redis and Postgres unless REDIS_URL / DATABASE_URL are set
     backing = servers.enter_context(backing_servers(ServiceSettings(data_dir=tmp / "data"), migrate_configured=True))
+    assert backing.redis_url and backing.database_url  # both were asked for
     base_env = {
         "REDIS_URL": backing.redis_url,
         "DATABASE_URL": backing.database_url,

@@ -399,8 +399,8 @@ def _scraper_peak(base_env: dict[str, str], tmp: Path) -> float:
     )
     scraper.start()
     with PeakRss({"scraper": scraper.pid}) as rss:
-        scraper.process.wait(300)
-    assert scraper.process.returncode == 0, scraper.log_text()[-2000:]
+        code = scraper.wait(300)
+    assert code == 0, scraper.log_text()[-2000:]
     dvach.stop()
     return rss.peak["scraper"]
 

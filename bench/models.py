@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-SIZES = {"355m": {"n_embd": 1024, "n_head": 16}, "1.3b": {"n_embd": 2048, "n_head": 16}}
+SIZES: dict[str, dict[str, Any]] = {"355m": {"n_embd": 1024, "n_head": 16}, "1.3b": {"n_embd": 2048, "n_head": 16}}
 VOCAB_SIZE = 50257
 EOS = "<|endoftext|>"
 
@@ -19,12 +20,12 @@ EOS = "<|endoftext|>"
 def byte_level_tokenizer(vocab_size: int = VOCAB_SIZE):
     """A GPT-2-style fast tokenizer whose `len()` is exactly `vocab_size` (eos is the last id)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2Tokenizer
 
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     alphabet.sort()
     vocab = {ch: i for i, ch in enumerate(alphabet)}
-    merges = []
+    merges: list[tuple[str, str]] = []
     n_merges = vocab_size - len(alphabet) - 1
     # Merges of two byte symbols only: a valid BPE, enough of them to fill the vocabulary.
     for first in alphabet:
@@ -38,7 +39,7 @@ def byte_level_tokenizer(vocab_size: int = VOCAB_SIZE):
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
     bpe.add_special_tokens([EOS])
-    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+    tokenizer = GPT2Tokenizer(tokenizer_object=bpe, bos_token=EOS, eos_token=EOS, unk_token=EOS)
     assert len(tokenizer) == vocab_size, len(tokenizer)
     return tokenizer
 

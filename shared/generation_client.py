@@ -172,7 +172,7 @@ class GenerationClient:
         self.settings = settings
         self.app = app or create_celery_app(settings)
         self._redis = blocking_redis(
-            settings.redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10
+            settings.required_redis_url, socket_connect_timeout=3, socket_timeout=None, health_check_interval=10
         )
         self._watcher = _ResultWatcher(self._redis, _text(self.app.backend.task_keyprefix) + "*")
 
@@ -221,7 +221,7 @@ class GenerationClient:
             raise BackendUnavailable(f"could not enqueue: {exc}") from exc
         return job_id
 
-    def _decode(self, job_id: str, payload: bytes | None) -> JobStatus:
+    def _decode(self, job_id: str, payload: bytes | str | None) -> JobStatus:
         if payload is None:
             return JobStatus(job_id, states.PENDING)
         meta: dict[str, Any] = self.app.backend.decode(payload)

@@ -13,12 +13,13 @@ import logging
 import sys
 import time
 
-from tqdm import tqdm
+from tqdm.asyncio import tqdm_asyncio
 
 log = logging.getLogger("progress")
 
 
-class LoggedProgress(tqdm):
+# tqdm_asyncio (tqdm with async iteration) is the class huggingface_hub's `tqdm_class` is typed as.
+class LoggedProgress(tqdm_asyncio):
     log_every_s = 10.0
 
     def __init__(self, *args, **kwargs):
@@ -56,7 +57,7 @@ class LoggedProgress(tqdm):
 
 def _amount(value: float, unit: str) -> str:
     if unit == "B":
-        return tqdm.format_sizeof(value, "B", 1024)
+        return tqdm_asyncio.format_sizeof(value, "B", 1024)
     return f"{value:.0f} {unit}" if unit else f"{value:.0f}"
 
 

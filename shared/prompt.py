@@ -100,7 +100,10 @@ def prompt_ids(
     whole string (a special token ends a piece of text for the tokenizer too). The reply's marker
     is encoded apart from the reply, as at inference time, where the prompt ends with it.
     """
-    count = lambda text: len(encode(text))  # noqa: E731 - the bucket counts a turn's own tokens
+
+    def count(text: str) -> int:  # the bucket counts a turn's own tokens
+        return len(encode(text))
+
     ids: list[int] = []
     for segment in _segments(dialog_newest_first, count):
         ids += [*encode(segment), eos_id]

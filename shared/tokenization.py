@@ -60,10 +60,10 @@ class TextCodec:
                 f"tokenizer the model was trained with, or resize the model's embeddings to it"
             )
         added = own.get_added_tokens_decoder()
-        for i, token in sorted(added.items()):
-            if i >= vocab_size and not token.special:
+        for i, added_token in sorted(added.items()):
+            if i >= vocab_size and not added_token.special:
                 raise VocabularyError(
-                    f"the added token {token.content!r} (id {i}) is past the model's {vocab_size} rows and is "
+                    f"the added token {added_token.content!r} (id {i}) is past the model's {vocab_size} rows and is "
                     f"matched in plain text; mark it special, remove it, or resize the model's embeddings"
                 )
         eos_id = own.token_to_id(eos_token) if eos_token else None

@@ -27,14 +27,14 @@ def make_tiny_gpt2(out_dir: Path, *, vocab_size: int = 600, n_layer: int = 2, n_
     """Save a tiny GPT-2 (byte-level BPE tokenizer whose size equals the model's vocabulary)."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2Tokenizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(TINY_CORPUS, vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"])
     # transformers 5 builds a fast tokenizer from a `tokenizers` object, not from vocab/merges paths.
-    tokenizer = GPT2TokenizerFast(
+    tokenizer = GPT2Tokenizer(
         tokenizer_object=bpe._tokenizer,
         bos_token="<|endoftext|>",
         eos_token="<|endoftext|>",

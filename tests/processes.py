@@ -47,6 +47,11 @@ class ServiceProcess:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to exit on its own; its exit code."""
+        assert self.process is not None, "start() first"
+        return self.process.wait(timeout)
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -56,7 +61,7 @@ class ServiceProcess:
             return
         os.killpg(self.pid, signal.SIGTERM)
         try:
-            self.process.wait(timeout)
+            self.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
 

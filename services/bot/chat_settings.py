@@ -100,13 +100,13 @@ class ChatSettingsRepo:
         if muted is not None:
             changes["muted"] = muted
         values = {"chat_id": chat_id, "title": (title or "")[:256] or None, "chat_type": chat_type, **changes}
-        stmt = insert(ChatSettings).values(**values)
-        stmt = stmt.on_conflict_do_update(
+        inserted = insert(ChatSettings).values(**values)
+        stmt = inserted.on_conflict_do_update(
             index_elements=[ChatSettings.chat_id],
             set_={
                 **changes,
-                "title": stmt.excluded.title,
-                "chat_type": stmt.excluded.chat_type,
+                "title": inserted.excluded.title,
+                "chat_type": inserted.excluded.chat_type,
                 "updated_at": func.now(),
             },
         ).returning(ChatSettings)

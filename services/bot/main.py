@@ -138,8 +138,10 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         api=TelegramAPIServer.from_base(settings.telegram_api_url), timeout=settings.bot_request_timeout_s
     )
     bot = Bot(token=token, session=session)
-    redis = blocking_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=10)
-    engine = make_async_engine(settings.database_url, pool_size=5, max_overflow=5, pool_timeout=10)
+    redis = blocking_redis(
+        settings.required_redis_url, socket_connect_timeout=3, socket_timeout=10, health_check_interval=10
+    )
+    engine = make_async_engine(settings.required_database_url, pool_size=5, max_overflow=5, pool_timeout=10)
     client = GenerationClient(settings)
     prefix = f"dvach:bot:{bot.id}"  # per bot: two bots may share one Redis
     limiter = RateLimiter(redis, prefix + ":rl")

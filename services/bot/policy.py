@@ -73,7 +73,7 @@ def decide(facts: MessageFacts, chat: ChatPolicy, roll: float) -> Decision:
         return skip(reason)
     if chat.muted:
         return skip("muted")
-    addressed = (
+    addressed: tuple[tuple[ReplyKind, bool], ...] = (
         ("private", facts.chat_type == "private"),
         ("mention", facts.mentions_bot),
         ("reply", facts.replies_to_bot),

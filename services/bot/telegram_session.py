@@ -43,7 +43,8 @@ class BotSession(AiohttpSession):
         try:
             return super().check_response(bot, method, status_code, content)
         except ClientDecodeError:
-            if isinstance(method, GetUpdates) and 200 <= status_code < 300:
+            polling = isinstance(method, GetUpdates)  # a flag: narrowing `method` would lose its result type
+            if polling and 200 <= status_code < 300:
                 cleaned = self._drop_malformed_updates(bot, content)
                 if cleaned is not None:
                     return super().check_response(bot, method, status_code, cleaned)

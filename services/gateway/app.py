@@ -24,16 +24,18 @@ from shared.settings import GatewaySettings, get_settings
 log = logging.getLogger(__name__)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     """422 with where and what, without echoing the input back: inputs can be huge, and values
     such as 1e999 (inf) cannot even be written as JSON."""
+    assert isinstance(exc, RequestValidationError)  # registered for it alone
     errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=422)
 
 
-async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     """The database is down or restarting: say so (503) instead of a bare 500; nothing was written
     (each request's changes are one transaction)."""
+    assert isinstance(exc, DBAPIError)  # registered for it alone
     log.warning("database error", extra={"error": type(exc.orig).__name__ if exc.orig else type(exc).__name__})
     return JSONResponse(
         {"detail": "the database is unavailable, try again shortly"}, status_code=503, headers={"Retry-After": "5"}

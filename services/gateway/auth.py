@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -39,7 +39,10 @@ AdminDep = Depends(require_admin)
 
 
 # Documented on every admin operation (OpenAPI), with the shared error body.
-ADMIN_RESPONSES = {
+# OpenAPI's extra responses, in the shape FastAPI's `responses=` takes
+Responses = dict[int | str, dict[str, Any]]
+
+ADMIN_RESPONSES: Responses = {
     400: {"description": "The body is not parseable (not JSON, broken encoding)"},
     401: {
         "description": "Missing or wrong admin token",

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,7 +166,7 @@ def _ctranslate2_backend(model_dir: Path, options: BackendOptions | None = None)
     return CTranslate2Backend(model_dir, options)
 
 
-BACKENDS: dict[str, type[Backend] | object] = {
+BACKENDS: dict[str, Callable[[Path, BackendOptions | None], Backend]] = {
     "transformers": TransformersBackend,
     "onnxruntime": _onnxruntime_backend,
     "ctranslate2": _ctranslate2_backend,

@@ -139,7 +139,7 @@ def ensure_converted(
 
 def _is_current(out: Path, fingerprint: str, engine: str) -> bool:
     meta = read_meta(out)
-    return bool(meta) and meta.get("fingerprint") == fingerprint and (out / ENGINES[engine][1]).exists()
+    return meta is not None and meta.get("fingerprint") == fingerprint and (out / ENGINES[engine][1]).exists()
 
 
 def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str) -> None:

@@ -28,6 +28,9 @@ import os
 import threading
 import time
 from contextlib import suppress
+from typing import TYPE_CHECKING
+
+from typing_extensions import TypeIs
 
 from shared.model_store import (
     ActiveVersion,
@@ -39,6 +42,10 @@ from shared.model_store import (
 )
 from shared.settings import WorkerSettings
 
+if TYPE_CHECKING:
+    import redis
+    from sqlalchemy import Engine
+
 log = logging.getLogger(__name__)
 
 
@@ -49,8 +56,8 @@ class VersionWatcher:
         self.serving: ActiveVersion | None = None  # None: MODEL_NAME_OR_PATH (no version loaded)
         self.refused: dict[tuple[str, int], str] = {}  # (name, generation) -> error
         self._pid: int | None = None
-        self._redis = None
-        self._engine = None
+        self._redis: redis.Redis | None = None
+        self._engine: Engine | None = None
         self._last_db_check = float("-inf")
         self._last_redis_warning = float("-inf")
         self._switching = threading.Lock()
@@ -74,7 +81,7 @@ class VersionWatcher:
 
             from shared.db import make_engine
 
-            self._engine = make_engine(settings.database_url, poolclass=NullPool)  # no idle connections
+            self._engine = make_engine(settings.required_database_url, poolclass=NullPool)  # no idle connections
         return self._engine
 
     def desired(self, settings: WorkerSettings) -> ActiveVersion | None:
@@ -101,7 +108,7 @@ class VersionWatcher:
 
     # --- loading --------------------------------------------------------------------------
 
-    def _needs(self, desired: ActiveVersion | None) -> bool:
+    def _needs(self, desired: ActiveVersion | None) -> TypeIs[ActiveVersion]:
         if desired is None:
             return False
         if self.serving is not None and self.serving.name == desired.name:

@@ -79,7 +79,7 @@ class _DataFile:
         self.file = file
         self.tensors: list = []
 
-    def add(self, name: str, array: np.ndarray) -> str:
+    def add(self, name: str, array: np.ndarray | np.generic) -> str:
         import onnx
         from onnx import helper, numpy_helper
 
@@ -217,7 +217,7 @@ def _graph_io(layers: int, heads: int, head_size: int, vocab: int) -> tuple[list
     """The graph's inputs and outputs: the step's tokens, and each layer's cache buffer in and out."""
     from onnx import TensorProto, helper
 
-    cache_shape = ["batch", heads, "max_len", head_size]
+    cache_shape: list[str | int] = ["batch", heads, "max_len", head_size]
     inputs = [
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "seq"]),

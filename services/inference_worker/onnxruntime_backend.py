@@ -135,10 +135,8 @@ class OnnxRuntimeBackend(ConvertedBackend):
                 logits_index=np.arange(rows, dtype=np.int64),
             )
             lengths = lengths + 1
-        replies: list[Continuation] = [None] * rows  # type: ignore[list-item]
-        for row, original in enumerate(order):
-            replies[original] = self.continuation(new[row])
-        return replies
+        # Back to the callers' order: the row that holds prompt j is argsort(order)[j].
+        return [self.continuation(new[row]) for row in np.argsort(order)]
 
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""

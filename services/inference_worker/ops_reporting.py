@@ -24,7 +24,7 @@ _node = {"name": f"celery@{socket.gethostname()}"}
 @cache
 def _redis() -> redis.Redis:
     """One client per process, made on first use (after fork in a prefork child)."""
-    url = get_settings(WorkerSettings).redis_url
+    url = get_settings(WorkerSettings).required_redis_url
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 

@@ -38,7 +38,10 @@ def backend_options(settings: Settings) -> BackendOptions:
 
 
 def backend_threads(backend: Backend) -> int:
-    return getattr(backend, "threads_per_lane", None) or getattr(backend, "threads", 0)
+    """Threads each lane's run uses (the engines name it differently)."""
+    per_lane: int | None = getattr(backend, "threads_per_lane", None)
+    threads: int = getattr(backend, "threads", 0)
+    return per_lane or threads
 
 
 class ModelRuntime:
@@ -135,5 +138,7 @@ def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
     with _scheduler_lock:
         pid = os.getpid()
         if pid not in _schedulers:
+            if runtime.backend is None:
+                raise RuntimeError("the model is not loaded: runtime.load() before the first job")
             _schedulers[pid] = make_scheduler(lambda: runtime.generator, runtime.backend, settings)
         return _schedulers[pid]

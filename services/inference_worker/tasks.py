@@ -12,6 +12,7 @@ from services.inference_worker import metrics
 from services.inference_worker.app import app, settings
 from services.inference_worker.model_versions import switch_if_activated
 from services.inference_worker.runtime import runtime, scheduler_for
+from services.inference_worker.scheduler import Priority
 from shared.celery_app import QUEUE_BULK
 from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
 
@@ -37,7 +38,9 @@ def generate(self: Task, **payload) -> dict:
     switch_if_activated(runtime, settings)  # a newly activated version is loaded before this job
     # The scheduler batches this job with others and runs it on a free lane (scheduler.py); the wait
     # is bounded here too, since a threads pool has no time limits (docs/inference.md).
-    priority = "bulk" if (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK else "interactive"
+    priority: Priority = (
+        "bulk" if (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK else "interactive"
+    )
     params = runtime.params_for(task)  # unset fields: the served version's defaults, else the project's
     reply = scheduler_for(runtime, settings).reply(task.dialog, params, priority, timeout=settings.task_time_limit_s)
     generate_ms = int((time.time() - started) * 1000)

@@ -14,6 +14,7 @@ import json
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from services.scraper.api_models import MalformedResponse, parse_thread
 from services.scraper.cleaning import clean_comment
@@ -61,10 +62,10 @@ def measure(
     if not files:
         raise FileNotFoundError(f"no full-thread JSON in {data_dir}")
     raws = [(path, board, num, path.read_bytes()) for path, board, num in files]
-    options = dict(max_turns=max_turns, lowercase=lowercase, drop_quotes=drop_quotes)
+    options: dict[str, Any] = dict(max_turns=max_turns, lowercase=lowercase, drop_quotes=drop_quotes)
 
-    per_file = []
-    results = {}
+    per_file: list[dict[str, Any]] = []
+    results: dict[tuple[str, int], dict[str, Any]] = {}
     for path, board, num, raw in raws:
         try:
             nodes, dialogs = _pipeline(raw, board, num, **options)
@@ -72,8 +73,8 @@ def measure(
             per_file.append({"file": path.name, "error": str(exc)})
             continue
         links, resolved = count_links(nodes)
-        lengths = Counter(len(d.turns) for d in dialogs)
-        figures = {
+        turn_counts = Counter(len(d.turns) for d in dialogs)
+        figures: dict[str, Any] = {
             "file": path.name,
             "board": board,
             "thread": num,
@@ -82,7 +83,7 @@ def measure(
             "reply_links": links,
             "resolved_links": resolved,
             "dialogs": len(dialogs),
-            "lengths": dict(sorted(lengths.items())),
+            "lengths": dict(sorted(turn_counts.items())),
         }
         per_file.append(figures)
         key = (board, num)

@@ -13,11 +13,10 @@ import asyncio
 import json
 import logging
 import signal
-import sys
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from sqlalchemy import Engine
@@ -29,6 +28,7 @@ from shared.settings import REPO_ROOT, ScraperSettings
 from shared.settings.cli import settings_options
 
 log = logging.getLogger("services.scraper")
+T = TypeVar("T")
 
 app = typer.Typer(
     help="2ch threads -> Postgres -> dialogs -> toxicity -> training set.", no_args_is_help=True, add_completion=False
@@ -79,7 +79,7 @@ def recorded_run(engine: Engine, kind: str) -> Iterator[dict]:
     store.finish_run(engine, run_id, store.RunCounts(), [], status="finished", details=details)
 
 
-def _run_async(coro) -> object:
+def _run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro`; SIGTERM cancels it like Ctrl-C does, so a run is recorded as interrupted."""
 
     async def main():
@@ -249,4 +249,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -11,7 +11,7 @@ import json
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from redis.exceptions import RedisError
@@ -76,7 +76,7 @@ def _from_database(settings: TrainerSettings, quantile: float, limit: int | None
     engine_check = _engine(settings)  # fails early with a clear message when unset
     engine_check.dispose()
     try:
-        return read_database(settings.database_url, quantile, limit)
+        return read_database(settings.required_database_url, quantile, limit)
     except ValueError as exc:
         _fail(str(exc))
 
@@ -280,7 +280,7 @@ def list_cmd(as_json: Annotated[bool, typer.Option("--json", help="Machine-reada
             typer.echo(f"warning: Redis unreachable: {exc}", err=True)
         finally:
             client.close()
-    items = [
+    items: list[dict[str, Any]] = [
         {
             "name": r.name,
             "active": r.is_active,

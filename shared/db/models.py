@@ -17,6 +17,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -26,7 +27,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    @classmethod
+    def table(cls) -> Table:
+        """The class's Core table (for bulk inserts and updates; `__table__` is typed as a FromClause)."""
+        return cls.metadata.tables[cls.__tablename__]
 
 
 class ChatSettings(Base):

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,7 +124,7 @@ class ModelStore:
         except FileNotFoundError as exc:
             raise VersionNotFound(f"no version {name!r} in {self.root}") from exc
 
-    def write(self, meta: VersionMeta, model_dir: Path, extra_files: list[Path] = ()) -> Path:
+    def write(self, meta: VersionMeta, model_dir: Path, extra_files: Sequence[Path] = ()) -> Path:
         """Copy a checkpoint folder (+ extra files: report, plot, data) into `<root>/<name>/`.
 
         Written to a hidden temporary folder first and renamed into place, so a reader never sees

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,7 +66,7 @@ class ActiveVersion:
 
 
 def publish_version(
-    engine: Engine, store: ModelStore, meta: VersionMeta, model_dir: Path, extra_files: list[Path] = ()
+    engine: Engine, store: ModelStore, meta: VersionMeta, model_dir: Path, extra_files: Sequence[Path] = ()
 ) -> ModelVersion:
     """Write the version into the store and register it (inactive). Refuses an existing name."""
     check_name(meta.name)
@@ -126,7 +127,9 @@ def activate_version(engine: Engine, redis_client, name: str) -> ActiveVersion:
         if row is None:
             raise VersionNotFound(f"no registered version {name!r}")
         current = session.scalar(select(ModelVersion).where(ModelVersion.is_active.is_(True)))
-        previous = (current.name, current.path) if current is not None and current.id != row.id else (None, None)
+        previous: tuple[str | None, str | None] = (
+            (current.name, current.path) if current is not None and current.id != row.id else (None, None)
+        )
         if previous == (None, None) and current is not None:  # re-activation: keep its fallback
             old = read_active(redis_client)
             if old is not None and old.name == name:

@@ -57,6 +57,22 @@ class ServiceSettings(BaseSettings):
     )
     log_format: Literal["json", "console"] = Field(default="json", description="json: one object per line.")
 
+    @property
+    def required_redis_url(self) -> str:
+        """REDIS_URL, for a service that cannot run without it: a clear error when unset."""
+        if not self.redis_url:
+            raise ValueError("REDIS_URL is not set: `make run` starts an embedded Redis, a service run alone needs it")
+        return self.redis_url
+
+    @property
+    def required_database_url(self) -> str:
+        """DATABASE_URL, for a service that cannot run without it: a clear error when unset."""
+        if not self.database_url:
+            raise ValueError(
+                "DATABASE_URL is not set: `make run` starts an embedded PostgreSQL, a service run alone needs it"
+            )
+        return self.database_url
+
     def secrets(self) -> list[str]:
         """The values of this class's secret settings that are set (for the log formatter to mask)."""
         values = (getattr(self, name) for name in type(self).model_fields)

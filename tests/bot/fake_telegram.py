@@ -216,12 +216,12 @@ class FakeTelegram:
         return {"id": user_id or 10_000 + next(_ids), "is_bot": is_bot, "first_name": name}
 
     def group(self, chat_id: int | None = None, title: str = "Тестовая группа") -> dict:
-        chat = {"id": chat_id or -1_000_000_000_000 - next(_ids), "type": "supergroup", "title": title}
+        chat: dict[str, Any] = {"id": chat_id or -1_000_000_000_000 - next(_ids), "type": "supergroup", "title": title}
         self._chats[chat["id"]] = chat
         return chat
 
     def private(self, user: dict) -> dict:
-        chat = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+        chat: dict[str, Any] = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
         self._chats[chat["id"]] = chat
         return chat
 
@@ -252,7 +252,7 @@ class FakeTelegram:
                     "length": utf16_len(self.username) + 1,
                 }
             )
-        message = {
+        message: dict[str, Any] = {
             "message_id": self._next_message_id(chat["id"]),
             "date": int(time.time()),
             "chat": chat,
@@ -280,7 +280,10 @@ class FakeTelegram:
             return self._messages[(chat_id, message_id)]
 
     # --- reading the record ------------------------------------------------------------------
-    def wait_for(self, predicate: Callable[[list[Call]], T], timeout: float = 30.0, what: str = "condition") -> T:
+    def wait_for(
+        self, predicate: Callable[[list[Call]], T | None], timeout: float = 30.0, what: str = "condition"
+    ) -> T:
+        """The predicate's first truthy result over the calls so far, waiting for new calls."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
@@ -309,7 +312,7 @@ class FakeTelegram:
 
     def wait_sent(self, chat_id: int, count: int = 1, timeout: float = 30.0) -> list[Call]:
         return self.wait_for(
-            lambda calls: (s := self.sent(chat_id)) and len(s) >= count and s,
+            lambda calls: s if len(s := self.sent(chat_id)) >= count else None,
             timeout,
             f"{count} sendMessage to chat {chat_id}",
         )

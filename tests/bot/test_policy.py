@@ -82,7 +82,10 @@ def test_parse_chance(arg, value):
 
 def mention_entity(text: str, at: str) -> Entity:
     before = text[: text.index(at)]
-    utf16 = lambda s: len(s.encode("utf-16-le")) // 2  # noqa: E731
+
+    def utf16(s: str) -> int:
+        return len(s.encode("utf-16-le")) // 2
+
     return Entity("mention", utf16(before), utf16(at))
 
 

@@ -93,4 +93,4 @@ def slow_model_dir(tmp_path_factory):
 
 
 # The bot fault cases start their own bot against the local Bot API stand-in.
-from tests.bot.conftest import start_bot  # noqa: E402,F401
+from tests.bot.conftest import start_bot  # noqa: E402,F401 - the bot fixture, shared with tests/bot

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -107,7 +108,7 @@ def serve_recorded(server: DvachServer, recorded: Path, *, mobi_snapshot: str | 
 def make_config(server: DvachServer, boards: tuple[str, ...] = ("po", "mobi"), **overrides) -> ScraperSettings:
     """The scraper's settings for tests: no pauses, quick retries, the real code otherwise.
     `overrides` name SCRAPER_* settings without the prefix (`delay_s=0.5`)."""
-    values = dict(
+    values: dict[str, Any] = dict(
         boards=boards,
         min_replies=20,
         concurrency=2,

@@ -58,7 +58,10 @@ def edge_case_thread() -> tuple[bytes, dict]:
     Returns the JSON and `expect`: post num -> (usable, parents, first in-thread parent or None).
     """
     t, b = EDGE_THREAD, EDGE_BOARD
-    link = lambda num, **kw: reply_link(b, t, num, **kw)  # noqa: E731
+
+    def link(num: int, **kw) -> str:
+        return reply_link(b, t, num, **kw)
+
     posts = [
         post(5000, t, "Тред про котов.<br>Постим котов, обсуждаем котов."),
         post(5001, t, f"{link(5000, op=True)}<br>Мой кот спит весь день."),

@@ -151,7 +151,10 @@ async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
 
 async def test_second_crawl_adds_nothing(recorded_crawl):
     engine, server, config, _first, _ = recorded_crawl
-    counts = lambda: [scalar(engine, f"SELECT count(*) FROM {t}") for t in ("threads", "posts", "dialogs")]  # noqa: E731
+
+    def counts() -> list:
+        return [scalar(engine, f"SELECT count(*) FROM {t}") for t in ("threads", "posts", "dialogs")]
+
     stored_paths = {f"/po/res/{n}.json" for n in (8058183, 8071880, 8073454, 23334842)} | {"/mobi/res/1153568.json"}
     before = counts()
 
@@ -214,7 +217,10 @@ async def test_threads_that_fell_off_the_board_are_kept(engine, dvach, recorded_
         dvach.serve_thread("po", recorded_dir / name)
     config = make_config(dvach, boards=("po",))
     await crawl(engine, config)
-    seen = lambda num: scalar(engine, "SELECT last_seen_at FROM threads WHERE num = :n", n=num)  # noqa: E731
+
+    def seen(num: int):
+        return scalar(engine, "SELECT last_seen_at FROM threads WHERE num = :n", n=num)
+
     gone_before, kept_before = seen(8058183), seen(8071880)
     posts_before = scalar(engine, "SELECT count(*) FROM posts WHERE thread_num = 8058183")
 

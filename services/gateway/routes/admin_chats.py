@@ -9,13 +9,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from services.gateway.auth import ADMIN_RESPONSES, AdminDep
+from services.gateway.auth import ADMIN_RESPONSES, AdminDep, Responses
 from services.gateway.deps import DbDep
 from shared.db.models import ChatSettings
 
 # Telegram chat ids are signed 64-bit integers (the column is BIGINT).
 ChatId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1, description="Telegram chat id")]
-NOT_FOUND = {404: {"description": "Unknown chat"}}
+NOT_FOUND: Responses = {404: {"description": "Unknown chat"}}
 
 router = APIRouter(prefix="/admin/chats", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 

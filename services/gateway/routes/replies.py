@@ -8,6 +8,7 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 
+from services.gateway.auth import Responses
 from services.gateway.deps import ClientDep, SettingsDep
 from services.gateway.schemas import (
     ErrorResponse,
@@ -26,7 +27,7 @@ router = APIRouter(prefix="/v1", tags=["replies"])
 
 REPLIES = Counter("dvach_gateway_replies_total", "Reply requests by outcome", ["outcome"])
 
-_ERRORS = {
+_ERRORS: Responses = {
     400: {"description": "The body is not parseable (not JSON, broken encoding)", "model": ErrorResponse},
     413: {"description": "The body is larger than MAX_BODY_BYTES", "model": ErrorResponse},
     422: {"description": "The dialog or the parameters are invalid", "model": ValidationErrorResponse},

@@ -64,7 +64,7 @@ def train_tokenizer(dialogs: Sequence[Sequence[str]]):
     rendering come from a rough estimate; they only decide which marker strings BPE sees.
     """
     from tokenizers import ByteLevelBPETokenizer
-    from transformers import GPT2TokenizerFast
+    from transformers import GPT2Tokenizer
 
     def estimate(text: str) -> int:
         return len(text) // 3
@@ -73,7 +73,7 @@ def train_tokenizer(dialogs: Sequence[Sequence[str]]):
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(texts, vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=[EOS], show_progress=False)
     # transformers 5 builds a fast tokenizer from a `tokenizers` object, not from vocab/merges paths.
-    return GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS)
+    return GPT2Tokenizer(tokenizer_object=bpe._tokenizer, bos_token=EOS, eos_token=EOS, unk_token=EOS)
 
 
 def render_examples(dialogs: Sequence[Sequence[str]], tokenizer) -> list[list[int]]:
@@ -267,6 +267,7 @@ def ensure_demo_model(out_dir: Path | None = None, steps: int | None = None) -> 
         from shared.settings import WorkerSettings, get_settings
 
         out_dir = get_settings(WorkerSettings).demo_model_dir
+        assert out_dir is not None  # the settings fill it in from DATA_DIR
     out_dir = Path(out_dir)
     if is_built(out_dir):
         return out_dir

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from shared.db.models import ScrapeRun
 
-runs_t = ScrapeRun.__table__
+runs_t = ScrapeRun.table()
 
 # Any 64-bit number: one crawl at a time holds it (pg_try_advisory_lock).
 CRAWL_LOCK_KEY = 0x2C4_5C_4A9E

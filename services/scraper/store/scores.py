@@ -8,7 +8,7 @@ from sqlalchemy import Engine, bindparam, func, select, update
 
 from shared.db.models import Dialog
 
-dialogs_t = Dialog.__table__
+dialogs_t = Dialog.table()
 
 
 def count_unscored(engine: Engine) -> int:

@@ -20,9 +20,9 @@ from services.scraper.cleaning import clean_comment
 from services.scraper.dialogs import PostNode, build_dialogs
 from shared.db.models import Dialog, Post, Thread
 
-threads_t = Thread.__table__
-posts_t = Post.__table__
-dialogs_t = Dialog.__table__
+threads_t = Thread.table()
+posts_t = Post.table()
+dialogs_t = Dialog.table()
 
 
 @dataclass(frozen=True)
