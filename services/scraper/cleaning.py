@@ -35,6 +35,9 @@ _TEXT_NUM = re.compile(r">>\s*([0-9]{1,18})")
 _PLAIN_REPLY = re.compile(r">*>>\s*[0-9]+(?:\s*\((?:OP|ОП)\))?(?:\s*→)?", re.IGNORECASE)
 # A line left with nothing but quote marks: the quote was a link or a URL, now gone.
 _BARE_QUOTE_MARK = re.compile(r"^[ \t]*>[> \t]*$", re.MULTILINE)
+# What a part between two reply links may hold and still say nothing (see _answers).
+_NOT_SAID = re.compile(r"(?:https?://|ftp://|www\.)\S+|>*>>\s*[0-9]+", re.IGNORECASE)
+_SAYS_SOMETHING = re.compile(r"[^\s>]")
 # Where a reply link stood in the text, by its index (see clean_comment).
 _MARK = re.compile("\x00([0-9]+)\x00")
 # An item of a numbered list: "1. ", "2) ".
@@ -152,6 +155,8 @@ def _link_kinds(lines: list[str], in_list: list[bool]) -> list[tuple[int, str]]:
     of a numbered list (or an `<li>`), "inline" otherwise."""
     kinds = []
     for line in lines:
+        if "\x00" not in line:
+            continue
         bare = _MARK.sub(" ", line)
         numbered = bool(_LIST_ITEM.match(bare))
         for match in _MARK.finditer(line):
@@ -175,10 +180,29 @@ def _finish(text: str) -> str:
     return clean_turn(_SPACE.sub(" ", text))  # no speaker markers or special-token strings in training text
 
 
+def _parts(marked: str, kinds: dict[int, str]) -> list[tuple[list[int], str]]:
+    """A post cut before each run of line-start links with nothing said between them: (the run's
+    link indexes, the text up to the next run). The text before the first run is left out."""
+    parts: list[tuple[list[int], list[str]]] = []
+    for piece_index, piece in enumerate(_MARK.split(marked)):
+        if piece_index % 2 == 0:  # text
+            if parts:
+                parts[-1][1].append(piece)
+        elif kinds[int(piece)] != "start":  # a mention: a space where it stood
+            if parts:
+                parts[-1][1].append(" ")
+        elif parts and not _SAYS_SOMETHING.search(_NOT_SAID.sub("", "".join(parts[-1][1]))):
+            parts[-1][0].append(int(piece))  # ">>1 >>2 text": one part answering both
+        else:
+            parts.append(([int(piece)], []))
+    return [(indexes, _finish("".join(chunks))) for indexes, chunks in parts]
+
+
 def _answers(marked: str, targets: list[int | None], in_list: list[bool], full_text: str) -> tuple[Answer, ...]:
     """Whom the post answers, and with which part of its text (see `Answer`)."""
-    lines = marked.split("\n")
-    kinds = dict(_link_kinds(lines, in_list))
+    if not targets:
+        return ()
+    kinds = dict(_link_kinds(marked.split("\n"), in_list))
 
     def kept(indexes: list[int]) -> tuple[int, ...]:
         return tuple(dict.fromkeys(t for i in indexes if (t := targets[i]) is not None))
@@ -188,26 +212,13 @@ def _answers(marked: str, targets: list[int | None], in_list: list[bool], full_t
         # Links in sentences or lists only ("как тот >>N", "1. Чухонцами >>N"): mentions, not
         # replies. 2ch's reply button puts the link at the start of a line.
         return ()
+    if len(starts) == 1:  # most replies: one link, the whole text answers it
+        to = kept(starts)
+        return (Answer(to, full_text),) if to else ()
 
-    # Parts: a run of line-start links with nothing said between them, then the text up to the
-    # next such run. The text before the first run answers no one in particular.
-    parts: list[tuple[list[int], list[str]]] = []
-    for piece_index, piece in enumerate(_MARK.split(marked)):
-        if piece_index % 2 == 1:  # a link marker
-            index = int(piece)
-            if kinds[index] != "start":
-                if parts:
-                    parts[-1][1].append(" ")
-                continue
-            if parts and not _finish("".join(parts[-1][1])):
-                parts[-1][0].append(index)  # ">>1 >>2 text": one part answering both
-            else:
-                parts.append(([index], []))
-        elif parts:
-            parts[-1][1].append(piece)
     said: dict[tuple[int, ...], list[str]] = {}  # parts answering the same posts are one answer
-    for indexes, chunks in parts:
-        to, text = kept(indexes), _finish("".join(chunks))
+    for indexes, text in _parts(marked, kinds):
+        to = kept(indexes)
         if to and unusable_reason(text) is None:
             said.setdefault(to, []).append(text)
     if len(said) >= 2:

@@ -12,6 +12,7 @@ bigger one), as in `bench`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -72,6 +73,7 @@ def report(data_dir: Path, *, max_turns: int = 6, lowercase: bool = True, drop_q
         "pairs_after": 0,
         "dialogs_before": 0,
         "dialogs_after": 0,
+        "dialogs_shortened": 0,
         "split_posts": 0,
         "pairs_from_split_posts": 0,
         "same": 0,
@@ -80,12 +82,20 @@ def report(data_dir: Path, *, max_turns: int = 6, lowercase: bool = True, drop_q
         "removed": 0,
         "added": 0,
     }
+    length_counts: dict[str, Counter[int]] = {"before": Counter(), "after": Counter()}
     per_thread = []
     for (board, num), (name, nodes) in sorted(threads.items()):
         legacy = legacy_nodes(nodes)
         before, after = list(pairs(legacy)), list(pairs(nodes))
         moved = compare(before, after)
-        split = {pair.post for pair in after if pair.part > 0}
+        dialogs_before = build_dialogs(legacy, max_turns=max_turns, lowercase=lowercase)
+        dialogs_after = build_dialogs(nodes, max_turns=max_turns, lowercase=lowercase)
+        # Length of each dialog by its first two posts: a chain is cut after a post answering several people.
+        lengths_before = {d.post_nums[:2]: len(d.turns) for d in dialogs_before}
+        lengths_after = {d.post_nums[:2]: len(d.turns) for d in dialogs_after}
+        length_counts["before"].update(len(d.turns) for d in dialogs_before)
+        length_counts["after"].update(len(d.turns) for d in dialogs_after)
+        split = {num for num, node in nodes.items() if node.usable and len(node.replies()) > 1}
         figures = {
             "file": name,
             "board": board,
@@ -93,8 +103,9 @@ def report(data_dir: Path, *, max_turns: int = 6, lowercase: bool = True, drop_q
             "posts": len(nodes),
             "pairs_before": len(before),
             "pairs_after": len(after),
-            "dialogs_before": len(build_dialogs(legacy, max_turns=max_turns, lowercase=lowercase)),
-            "dialogs_after": len(build_dialogs(nodes, max_turns=max_turns, lowercase=lowercase)),
+            "dialogs_before": len(dialogs_before),
+            "dialogs_after": len(dialogs_after),
+            "dialogs_shortened": sum(1 for key, length in lengths_after.items() if length < lengths_before.get(key, 0)),
             "split_posts": len(split),
             "pairs_from_split_posts": sum(1 for pair in after if pair.post in split),
             **moved,
@@ -108,5 +119,7 @@ def report(data_dir: Path, *, max_turns: int = 6, lowercase: bool = True, drop_q
         "posts": sum(f["posts"] for f in per_thread),
         "max_dialog_turns": max_turns,
         **totals,
+        "dialog_lengths_before": dict(sorted(length_counts["before"].items())),
+        "dialog_lengths_after": dict(sorted(length_counts["after"].items())),
         "per_thread": per_thread,
     }

@@ -226,3 +226,12 @@ def test_pairs_command(recorded_dir):
     )
     figures = json.loads(result.stdout)
     assert figures["pairs_after"] > figures["pairs_before"] > 1000 and len(figures["per_thread"]) == 6
+
+
+def test_hostile_input_cannot_forge_or_flood_answers():
+    # NULs mark the links inside the cleaner; the HTML parser drops those of the input.
+    forged = clean_comment(f"{link(7001)}<br>а\x001\x00б &#0;5&#0; в<br>\x002\x00")
+    assert forged.answers == (Answer((7001,), forged.text),) and "\x00" not in forged.text
+    roll_call = clean_comment("".join(f"{link(n)}<br>ответ {n}<br>" for n in range(8000, 8040)))
+    assert len(roll_call.parents) == 32 and len(roll_call.answers) == 32
+    assert roll_call.answers[-1] == Answer((8031,), "ответ 8031")
