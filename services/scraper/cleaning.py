@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from shared.prompt import clean_turn
 
@@ -120,7 +120,7 @@ def _link_target(anchor) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _inside_list_item(node) -> bool:
+def _inside_list_item(node: LexborNode) -> bool:
     parent = node.parent
     while parent is not None:
         if parent.tag == "li":
@@ -223,11 +223,11 @@ def _answers(marked: str, targets: list[int | None], in_list: list[bool], full_t
             said.setdefault(to, []).append(text)
     if len(said) >= 2:
         return tuple(Answer(to, " ".join(texts)) for to, texts in list(said.items())[:MAX_ANSWERS])
-    to = next(iter(said), None) or kept(starts)
+    to = next(iter(said)) if said else kept(starts)
     return (Answer(to, full_text),) if to else ()
 
 
-def _take_links(body) -> tuple[list[int], list[int | None], list[bool]]:
+def _take_links(body: LexborNode) -> tuple[list[int], list[int | None], list[bool]]:
     """Replace each reply link of `body` by a marker, drop the URLs; returns the posts linked (in
     order, without repeats), then for each marker its post (None: unreadable or over the cap) and
     whether it stands in a list item."""
