@@ -8,6 +8,11 @@ emphasis keep their text, external links go, entities are decoded, line breaks a
 run of whitespace become one space (the seed's shape). The output is text only: no markup of the
 input can survive, and the content of scripts, styles and the like is dropped, not shown.
 
+Where each link stood says whom the post answers (`Answer`): a link that starts the post or a line
+answers, one in a sentence or a numbered list is a mention; a post whose line-start links are each
+followed by their own text answers several people in turn, one part each. A plain-text `>>N` (a
+link 2ch did not make) goes with the quote marks before it.
+
 A post is unusable as a dialog turn when nothing is left (a picture, a bare link) or when all it
 says is "bump" or "sage"; it is still stored, so that replies to it resolve.
 """
