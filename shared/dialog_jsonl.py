@@ -7,7 +7,9 @@ One dialog per line, newest turn first (`dialogue[0]` is the reply, the rest its
      "board": "b", "thread_num": 1234, "post_nums": [1240, 1236]}
 
 `id` is the dialog's id in the `dialogs` table (a hand-made file may use any id); the seed's
-dataset had `id` and `dialogue` only, and the other keys may be missing.
+dataset had `id` and `dialogue` only, and the other keys may be missing. A post that answers
+several people in turn starts one dialog per person, with only its part for that person as the
+reply: such lines share `post_nums[0]`, and their `dialogue[0]` is a piece of the post.
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ class DialogLine(BaseModel):
     toxicity: float | None = Field(default=None, description="Toxicity of the reply turn, when scored.")
     board: str | None = None
     thread_num: int | None = None
-    post_nums: list[int] | None = Field(default=None, description="The post of each turn, newest first.")
+    post_nums: list[int] | None = Field(
+        default=None,
+        description="The post of each turn, newest first (the reply may be one part of its post).",
+    )
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

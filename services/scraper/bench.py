@@ -45,12 +45,18 @@ def find_thread_files(data_dir: Path) -> list[tuple[Path, str, int]]:
     return found
 
 
-def _pipeline(raw: bytes, board: str, num: int, *, max_turns: int, lowercase: bool, drop_quotes: bool):
+def thread_nodes(raw: bytes, board: str, num: int, *, drop_quotes: bool = False) -> dict[int, PostNode]:
+    """The posts of one recorded thread, cleaned, as the dialog builder sees them."""
     thread = parse_thread(json.loads(raw), board, num)
     nodes = {}
     for post in thread.posts:
         clean = clean_comment(post.comment, drop_quotes=drop_quotes)
-        nodes[post.num] = PostNode(post.num, clean.text, clean.parents, clean.usable)
+        nodes[post.num] = PostNode(post.num, clean.text, clean.parents, clean.usable, clean.answers)
+    return nodes
+
+
+def _pipeline(raw: bytes, board: str, num: int, *, max_turns: int, lowercase: bool, drop_quotes: bool):
+    nodes = thread_nodes(raw, board, num, drop_quotes=drop_quotes)
     return nodes, build_dialogs(nodes, max_turns=max_turns, lowercase=lowercase)
 
 

@@ -1,4 +1,4 @@
-"""`python -m services.scraper COMMAND`: crawl, run, score, export, stats, bench.
+"""`python -m services.scraper COMMAND`: crawl, run, score, export, stats, bench, pairs.
 
 Every command reads `ScraperSettings` from the environment; the options that override a setting
 (`--boards`, `--model`, `--batch-size`, `--out`, `--quantile`) are made from its fields. Commands
@@ -241,6 +241,31 @@ def bench(
         _fail(str(exc))
     if not per_file:
         result.pop("per_file")
+    _print(result)
+
+
+@app.command()
+@settings_options(ScraperSettings)
+def pairs(
+    settings: ScraperSettings,
+    data_dir: Annotated[Path, typer.Argument(help="Folder of recorded 2ch JSON.")] = DEFAULT_RECORDED,
+    changes: Annotated[bool, typer.Option(help="Also list each thread's figures and the pairs that moved.")] = False,
+) -> None:
+    """Training pairs on recorded JSON by the current rules and by the replaced one (first link, whole post)."""
+    from services.scraper.pairs_report import report
+
+    configure_from_settings(settings)
+    try:
+        result = report(
+            data_dir,
+            max_turns=settings.scraper_max_dialog_turns,
+            lowercase=settings.scraper_lowercase,
+            drop_quotes=settings.scraper_drop_quotes,
+        )
+    except FileNotFoundError as exc:
+        _fail(str(exc))
+    if not changes:
+        result.pop("per_thread")
     _print(result)
 
 

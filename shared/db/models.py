@@ -105,6 +105,10 @@ class Post(Base):
     text: Mapped[str] = mapped_column(Text)
     # Post numbers this post replies to, in the order its links appear (the first is the parent).
     parents: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list, server_default="{}")
+    # Whom the post answers: [{"to": [post nums]}] for one answer (the post's text), one
+    # {"to": [...], "text": "..."} per part for a post answering several people in turn, [] for
+    # none. NULL for posts stored before revision 0002_post_answers: their first link answers.
+    answers: Mapped[list[dict] | None] = mapped_column(JSONB)
     # Dropped by cleaning (empty, bump, sage): kept for link resolution, never a dialog turn.
     is_usable: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

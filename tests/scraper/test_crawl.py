@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -26,6 +27,41 @@ from tests.scraper.fixtures import EDGE_BOARD, EDGE_DIALOGS, edge_case_thread
 
 ANCHOR = re.compile(r"<a\b[^>]*\bclass=\"post-reply-link\"[^>]*>")
 DATA_NUM = re.compile(r"\bdata-num=\"([0-9]+)\"")
+
+
+LINE = re.compile(r"<br\s*/?>|</?(?:p|div|li|ul|ol|blockquote|pre|h[1-6]|tr|table|hr|dd|dt)\b[^>]*>", re.IGNORECASE)
+REPLY_ANCHOR = re.compile(r"<a\b[^>]*\bclass=\"post-reply-link\"[^>]*>.*?</a>", re.DOTALL)
+TAG = re.compile(r"<[^>]*>")
+NOT_SAID = re.compile(r"(?:https?://|www\.)\S+|>*>>\s*[0-9]+|[>\s]")
+
+
+def raw_answers(comment: str) -> list[list[int]]:
+    """The link groups a post answers with, from its raw HTML: one group per run of reply links
+    that start a line, each followed by words, groups with the same links merged; a post with one
+    such group or none answers with every line-start link (no list when it has none)."""
+    groups: list[tuple[list[int], list[str]]] = []
+    starts: list[int] = []
+    for line in LINE.split(comment):
+        before = ""
+        for piece in re.split(f"({REPLY_ANCHOR.pattern})", line, flags=re.DOTALL):
+            num = DATA_NUM.search(piece) if REPLY_ANCHOR.fullmatch(piece) else None
+            words = lambda s: NOT_SAID.sub("", html.unescape(TAG.sub(" ", s)))  # noqa: E731
+            if num is None:
+                before += piece
+                if groups:
+                    groups[-1][1].append(words(piece))
+                continue
+            if words(before) or re.match(r"\s*[0-9]{1,3}[.)]", html.unescape(TAG.sub(" ", line))):
+                continue  # in a sentence or a numbered list: a mention
+            starts.append(int(num.group(1)))
+            if groups and not "".join(groups[-1][1]):
+                groups[-1][0].append(int(num.group(1)))
+            else:
+                groups.append(([int(num.group(1))], []))
+    said = list(dict.fromkeys(tuple(to) for to, chunks in groups if "".join(chunks)))
+    if len(said) > 1:
+        return [list(to) for to in said]
+    return [list(said[0])] if said else [starts] if starts else []
 
 
 def metric(name: str, **labels) -> float:
@@ -105,9 +141,11 @@ async def test_recorded_crawl_stores_every_post_and_records_the_run(recorded_cra
 
 
 async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
-    """Expected chains derived independently from the `data-num` attributes of the raw JSON."""
+    """Expected chains derived independently, with regular expressions, from the raw JSON's lines
+    and `data-num` attributes (the scraper walks the parsed HTML)."""
     engine, *_ = recorded_crawl
     threads = recorded_posts(recorded_dir, [("po", n) for n in PO_THREADS] + [("mobi", MOBI_SNAPSHOT_2)])
+    split_posts = 0
     for (board, num), posts in threads.items():
         with engine.connect() as conn:
             stored = {
@@ -124,29 +162,42 @@ async def test_dialogs_follow_the_raw_reply_links(recorded_crawl, recorded_dir):
                     {"b": board, "t": num},
                 )
             }
-        links = {}
+        answers = {}
         for post in posts:
             targets = [int(m.group(1)) for a in ANCHOR.findall(post["comment"]) if (m := DATA_NUM.search(a))]
-            links[int(post["num"])] = targets
             assert stored[int(post["num"])].parents == list(dict.fromkeys(targets))[:32]
+            answers[int(post["num"])] = raw_answers(post["comment"])
+        split_posts += sum(1 for parts in answers.values() if len(parts) > 1)
+
+        def parent(num: int, to: list[int]) -> int | None:
+            return next((t for t in to if t < num and t in answers), None)  # noqa: B023
+
         expected = set()
-        for leaf in links:
-            chain = [leaf]
-            while len(chain) < 6:
-                parent = next((t for t in links[chain[-1]] if t in links), None)
-                if parent is None or not stored[parent].is_usable:
-                    break
-                chain.append(parent)
-            if stored[leaf].is_usable and len(chain) >= 2:
-                expected.add(tuple(chain))
+        for leaf, parts in answers.items():
+            if not stored[leaf].is_usable:
+                continue
+            for to in parts:
+                chain = [leaf]
+                up = parent(leaf, to)
+                while up is not None and stored[up].is_usable and len(chain) < 6:
+                    chain.append(up)
+                    up = parent(up, answers[up][0]) if len(answers[up]) == 1 else None
+                if len(chain) >= 2:
+                    expected.add(tuple(chain))
         assert set(dialogs) <= expected
         for chain in expected - set(dialogs):  # kept once when its turns repeat another dialog's
+            assert len(answers[chain[0]]) == 1
             turns = [stored[n].text.lower() for n in chain]
             assert scalar(engine, "SELECT count(*) FROM dialogs WHERE turns_hash = :h", h=turns_hash(turns)) == 1
         assert len(dialogs) >= 0.9 * len(expected) > 50
         for chain, turns in dialogs.items():
-            assert turns == [stored[n].text.lower() for n in chain]
+            assert turns[1:] == [stored[n].text.lower() for n in chain[1:]]
+            if len(answers[chain[0]]) == 1:
+                assert turns[0] == stored[chain[0]].text.lower()
+            else:  # one part of a post answering several people
+                assert turns[0] in stored[chain[0]].text.lower() and turns[0] != stored[chain[0]].text.lower()
             assert not any(re.search(r">>\d", turn) or "post-reply-link" in turn for turn in turns)
+    assert split_posts > 40  # 46 in the recorded threads
 
 
 async def test_second_crawl_adds_nothing(recorded_crawl):

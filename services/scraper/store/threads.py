@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from services.scraper.api_models import ListingThread, ParsedThread
-from services.scraper.cleaning import clean_comment
+from services.scraper.cleaning import Answer, clean_comment
 from services.scraper.dialogs import PostNode, build_dialogs
 from shared.db.models import Dialog, Post, Thread
 
@@ -122,6 +122,21 @@ def _upsert_thread(
     )
 
 
+def answers_to_json(answers: tuple[Answer, ...]) -> list[dict]:
+    """The `posts.answers` column: the text is kept only for the parts of a post answering several
+    people (a single answer is the post's whole text)."""
+    if len(answers) == 1:
+        return [{"to": list(answers[0].to)}]
+    return [{"to": list(answer.to), "text": answer.text} for answer in answers]
+
+
+def answers_from_json(value: list[dict] | None, text: str) -> tuple[Answer, ...] | None:
+    """`answers_to_json` read back; None (a post stored before the column) stays None."""
+    if value is None:
+        return None
+    return tuple(Answer(tuple(item["to"]), item.get("text", text)) for item in value)
+
+
 def _insert_new_posts(conn: Connection, thread: ParsedThread, drop_quotes: bool) -> list[int]:
     """Clean and insert the posts not stored yet; returns the numbers of those inserted."""
     board, num = thread.board, thread.num
@@ -142,6 +157,7 @@ def _insert_new_posts(conn: Connection, thread: ParsedThread, drop_quotes: bool)
                 raw_html=post.comment,
                 text=clean.text,
                 parents=list(clean.parents),
+                answers=answers_to_json(clean.answers),
                 is_usable=clean.usable,
             )
         )
@@ -158,9 +174,11 @@ def _insert_dialogs(conn: Connection, thread: ParsedThread, added: list[int], ma
     returns how many were new."""
     board, num = thread.board, thread.num
     nodes = {
-        row.num: PostNode(row.num, row.text, tuple(row.parents), row.is_usable)
+        row.num: PostNode(
+            row.num, row.text, tuple(row.parents), row.is_usable, answers_from_json(row.answers, row.text)
+        )
         for row in conn.execute(
-            select(posts_t.c.num, posts_t.c.text, posts_t.c.parents, posts_t.c.is_usable).where(
+            select(posts_t.c.num, posts_t.c.text, posts_t.c.parents, posts_t.c.is_usable, posts_t.c.answers).where(
                 posts_t.c.board == board, posts_t.c.thread_num == num
             )
         )
