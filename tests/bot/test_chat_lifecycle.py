@@ -179,28 +179,69 @@ def test_kicked_chat_gets_no_job_and_goes_after_retention(bot, tg, database_url,
     assert get_chat(database_url, group["id"]) is not None
 
 
+def _lifecycle(engine, client, database_url: str, redis_url: str) -> tuple[ChatLifecycle, str]:
+    prefix = f"test:lifecycle:{time.time_ns()}"
+    settings = BotSettings(redis_url=redis_url, database_url=database_url, bot_retention_days=30)
+    lifecycle = ChatLifecycle(
+        Bot("123456:" + "A" * 35),
+        ChatSettingsRepo(engine, cache_s=0),
+        client,
+        prefix=prefix,
+        limiter_prefix=prefix + ":rl",
+        cache=ChainCache(client, prefix, 3600, 3),
+        claims=Claims(client, prefix, 3600),
+        settings=settings,
+    )
+    return lifecycle, prefix
+
+
+def _chat_ids(count: int) -> list[int]:
+    base = -7_000_000_000 - time.time_ns() % 1_000_000_000
+    return [base - i for i in range(count)]
+
+
+async def test_migration_moves_row_and_keys_once(database_url, redis_url):
+    """Everything of the old id moves (TTLs kept, rate windows merged with the new id's), the old
+    row becomes a pointer, and a second announcement moves nothing."""
+    engine = make_async_engine(database_url)
+    client = aioredis.from_url(redis_url)
+    lifecycle, prefix = _lifecycle(engine, client, database_url, redis_url)
+    repo = lifecycle.repo
+    old, new = _chat_ids(2)
+    try:
+        await repo.update(old, title="Группа", chat_type="group", reply_chance=0.4, muted=True)
+        await repo.register(new, "Группа", "supergroup")  # seen before the announcement: defaults
+        await lifecycle.cache.remember(old, 7, "старое", None)
+        await lifecycle.claims.claim_reply(old, 7)
+        await client.zadd(f"{prefix}:rl:group:{old}", {"a": 1})
+        await client.zadd(f"{prefix}:rl:group:{new}", {"b": 2})
+        await client.pexpire(f"{prefix}:rl:group:{old}", 60_000)
+        await client.set(f"{prefix}:chatinfo:{old}", 30)
+
+        assert await lifecycle.migrate(old, new, "Группа") is True
+        assert await lifecycle.migrate(old, new, "Группа") is False
+        moved = await repo.get(new)
+        assert (moved.reply_chance, moved.muted, moved.state) == (0.4, True, "active")
+        pointer = await repo.get(old)
+        assert (pointer.state, pointer.migrated_to) == ("migrated", new)
+        assert await client.get(f"{prefix}:ctx:{new}:7") is not None
+        assert 0 < await client.ttl(f"{prefix}:ctx:{new}:7") <= 3600
+        assert await lifecycle.claims.claim_reply(new, 7) is False  # answered already, under the new id
+        assert await client.zrange(f"{prefix}:rl:group:{new}", 0, -1) == [b"a", b"b"]
+        assert [k async for k in client.scan_iter(match=f"{prefix}:*{old}*")] == []
+    finally:
+        await client.aclose()
+        await engine.dispose()
+
+
 async def test_cleanup_deletes_chats_past_the_retention_only(database_url, redis_url):
     """The cleanup job on a clock: a chat inactive for less than BOT_RETENTION_DAYS keeps its row
     and Redis keys, one inactive longer loses both; an active chat is never touched."""
     engine = make_async_engine(database_url)
     client = aioredis.from_url(redis_url)
-    prefix = f"test:lifecycle:{time.time_ns()}"
-    settings = BotSettings(redis_url=redis_url, database_url=database_url, bot_retention_days=30)
-    repo = ChatSettingsRepo(engine, cache_s=0)
-    cache = ChainCache(client, prefix, 3600, 3)
-    claims = Claims(client, prefix, 3600)
-    lifecycle = ChatLifecycle(
-        Bot("123456:" + "A" * 35),
-        repo,
-        client,
-        prefix=prefix,
-        limiter_prefix=prefix + ":rl",
-        cache=cache,
-        claims=claims,
-        settings=settings,
-    )
-    base = -7_000_000_000 - time.time_ns() % 1_000_000_000
-    gone, active = base, base - 1
+    lifecycle, prefix = _lifecycle(engine, client, database_url, redis_url)
+    repo, cache, claims = lifecycle.repo, lifecycle.cache, lifecycle.claims
+    gone, active = _chat_ids(2)
     try:
         for chat_id in (gone, active):
             await repo.register(chat_id, "Группа", "supergroup")
