@@ -81,6 +81,7 @@ class ChatLifecycle:
         self.claims = claims
         self.settings = settings
         self._move = redis.register_script(_MOVE_SCRIPT)
+        self._lookups: dict[int, asyncio.Future[int]] = {}  # getChat in flight, per chat
 
     # --- the chat's Redis keys ------------------------------------------------------------------
     def chat_info_key(self, chat_id: int) -> str:
@@ -204,14 +205,21 @@ class ChatLifecycle:
 
     # --- slow mode --------------------------------------------------------------------------------
     async def slow_mode_delay(self, chat_id: int) -> int:
-        """The supergroup's `slow_mode_delay` in seconds (0: none), from getChat, cached."""
-        key = self.chat_info_key(chat_id)
+        """The supergroup's `slow_mode_delay` in seconds (0: none), from getChat, cached in Redis;
+        concurrent sends to one chat share one getChat."""
         try:
-            cached = await self.redis.get(key)
+            cached = await self.redis.get(self.chat_info_key(chat_id))
         except (RedisError, OSError):
             cached = None
         if cached is not None:
             return int(cached)
+        lookup = self._lookups.get(chat_id)
+        if lookup is None:
+            lookup = self._lookups[chat_id] = asyncio.ensure_future(self._read_slow_mode(chat_id))
+            lookup.add_done_callback(lambda _: self._lookups.pop(chat_id, None))
+        return await asyncio.shield(lookup)
+
+    async def _read_slow_mode(self, chat_id: int) -> int:
         ttl: float = self.settings.bot_chat_info_cache_s
         try:
             info = await self.bot.get_chat(chat_id)
@@ -224,5 +232,5 @@ class ChatLifecycle:
             delay, ttl = 0, min(ttl, CHAT_INFO_RETRY_S)
         if ttl > 0:
             with contextlib.suppress(RedisError, OSError):
-                await self.redis.set(key, delay, ex=max(1, int(ttl)))
+                await self.redis.set(self.chat_info_key(chat_id), delay, ex=max(1, int(ttl)))
         return delay
