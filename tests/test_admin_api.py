@@ -129,6 +129,28 @@ def test_chats_list_show_update_mute(admin, db):
     assert admin.post("/admin/chats/-100/unmute").json()["muted"] is False
 
 
+def test_chats_show_their_state_and_a_migrated_group_under_its_new_id_only(admin, db):
+    db.execute(delete(ChatSettings))
+    db.add_all(
+        [
+            ChatSettings(chat_id=-4001, title="Была группа", chat_type="group", state="migrated", migrated_to=-1004001),
+            ChatSettings(chat_id=-1004001, title="Была группа", chat_type="supergroup", migrated_from=-4001),
+            ChatSettings(chat_id=43, chat_type="private", state="inactive", state_reason="blocked"),
+        ]
+    )
+    db.commit()
+    chats = {c["chat_id"]: c for c in admin.get("/admin/chats").json()}
+    assert set(chats) == {-1004001, 43}
+    assert (chats[-1004001]["state"], chats[-1004001]["migrated_from"]) == ("active", -4001)
+    assert (chats[43]["state"], chats[43]["state_reason"]) == ("inactive", "blocked")
+    assert [c["chat_id"] for c in admin.get("/admin/chats", params={"state": "migrated"}).json()] == [-4001]
+    assert [c["chat_id"] for c in admin.get("/admin/chats", params={"state": "inactive"}).json()] == [43]
+    assert admin.get("/admin/chats", params={"state": "gone"}).status_code == 422
+    old = admin.get("/admin/chats/-4001")
+    assert old.status_code == 404 and "-1004001" in old.json()["detail"]
+    assert admin.patch("/admin/chats/-4001", json={"muted": True}).status_code == 404
+
+
 def test_scraper_and_dataset_stats(admin, db):
     db.execute(delete(Dialog))
     db.execute(delete(Post))

@@ -75,6 +75,7 @@ def test_admin_page_login_workers_generate_and_change_chance(page_gateway, chat_
 
             row = page.locator('#chats tr[data-chat="-4242"]')
             expect(row).to_contain_text("Тестовая конфа")
+            expect(row).to_contain_text("активен")
             row.locator('input[name="chance"]').fill("0.35")
             row.locator("button").click()
             expect(row.locator("button")).to_have_text("Сохранено")

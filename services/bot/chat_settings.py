@@ -4,6 +4,11 @@ Reads are cached for BOT_SETTINGS_CACHE_S, so a change made through the admin AP
 seconds and a busy group costs one query per few seconds, not one per message; the bot's own
 commands update the cache at once. When the database cannot be reached, the last known settings
 (or the defaults) are used and the bot keeps answering.
+
+The same row holds the chat's state in Telegram (`CHAT_STATES`): `set_state` marks a chat inactive
+or active again, `migrate` moves a group's settings to the supergroup it became and leaves the old
+id as a pointer, `purge` deletes the chats past the retention (services/bot/chat_lifecycle.py
+decides when).
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -33,6 +39,9 @@ class ChatConfig:
     reply_chance: float = DEFAULT_REPLY_CHANCE
     muted: bool = False
     cooldown_s: int = DEFAULT_COOLDOWN_S
+    state: str = "active"
+    state_changed_at: datetime | None = None
+    migrated_to: int | None = None
 
 
 class SettingsUnavailable(Exception):
@@ -50,7 +59,21 @@ class ChatSettingsRepo:
     def _config(row: ChatSettings | None, chat_id: int) -> ChatConfig:
         if row is None:
             return ChatConfig(chat_id)
-        return ChatConfig(chat_id, float(row.reply_chance), bool(row.muted), int(row.cooldown_s))
+        return ChatConfig(
+            chat_id,
+            float(row.reply_chance),
+            bool(row.muted),
+            int(row.cooldown_s),
+            row.state,
+            row.state_changed_at,
+            row.migrated_to,
+        )
+
+    def forget(self, *chat_ids: int) -> None:
+        """Drop cached settings (after a change this process made outside `update`)."""
+        for chat_id in chat_ids:
+            self._cache.pop(chat_id, None)
+            self._registered.discard(chat_id)
 
     async def get(self, chat_id: int) -> ChatConfig:
         """The chat's settings (the defaults for a chat never configured)."""
@@ -120,3 +143,102 @@ class ChatSettingsRepo:
         self._registered.add(chat_id)
         self._cache[chat_id] = (time.monotonic(), config)
         return config
+
+    async def set_state(
+        self, chat_id: int, state: str, reason: str, *, title: str | None = None, chat_type: str | None = None
+    ) -> bool:
+        """Mark the chat `state` ("active" or "inactive") for `reason` (creating its row if needed);
+        True when that changed its state (a chat inactive already, or a migrated one, is left as it
+        is). Raises SettingsUnavailable when the database cannot be reached."""
+        values = {
+            "chat_id": chat_id,
+            "title": (title or "")[:256] or None,
+            "chat_type": chat_type,
+            "state": state,
+            "state_reason": reason,
+            "state_changed_at": func.now(),
+        }
+        base = insert(ChatSettings).values(**values)
+        table = ChatSettings.__table__
+        stmt = base.on_conflict_do_update(
+            index_elements=[ChatSettings.chat_id],
+            set_={
+                "state": base.excluded.state,
+                "state_reason": base.excluded.state_reason,
+                "state_changed_at": base.excluded.state_changed_at,
+                "title": func.coalesce(base.excluded.title, table.c.title),
+                "chat_type": func.coalesce(base.excluded.chat_type, table.c.chat_type),
+                "updated_at": func.now(),
+            },
+            where=(table.c.state != base.excluded.state) & (table.c.state != "migrated"),
+        ).returning(ChatSettings)
+        try:
+            async with self.sessions() as session, session.begin():
+                row = (await session.execute(stmt)).scalar_one_or_none()
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("chat settings: could not store a chat's state", extra={"error": str(exc)})
+            raise SettingsUnavailable(str(exc)) from exc
+        self._cache.pop(chat_id, None)
+        if row is None:
+            return False
+        self._registered.add(chat_id)
+        self._cache[chat_id] = (time.monotonic(), self._config(row, chat_id))
+        return True
+
+    async def migrate(self, old_id: int, new_id: int, title: str | None) -> bool:
+        """Move the group `old_id`'s settings to the supergroup `new_id` it became (they replace
+        whatever the new id has), mark the old row `migrated` (a pointer to the new id) and the new
+        one active. One transaction, under an advisory lock on the old id, so replicas and the two
+        service messages plus the error that announce one migration move it once: True for the call
+        that did. Raises SettingsUnavailable when the database cannot be reached."""
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": old_id})
+                old = await session.scalar(select(ChatSettings).where(ChatSettings.chat_id == old_id))
+                if old is not None and old.state == "migrated":
+                    return False
+                source = self._config(old, old_id)
+                moved = {
+                    "reply_chance": source.reply_chance,
+                    "muted": source.muted,
+                    "cooldown_s": source.cooldown_s,
+                    "state": "active",
+                    "state_reason": "migrated",
+                    "state_changed_at": func.now(),
+                    "migrated_from": old_id,
+                    "chat_type": "supergroup",
+                    "updated_at": func.now(),
+                }
+                new_title = (title or (old.title if old is not None else None) or "")[:256] or None
+                stmt = insert(ChatSettings).values(chat_id=new_id, title=new_title, **moved)
+                stmt = stmt.on_conflict_do_update(
+                    index_elements=[ChatSettings.chat_id],
+                    set_={**moved, "title": func.coalesce(stmt.excluded.title, ChatSettings.__table__.c.title)},
+                )
+                await session.execute(stmt)
+                pointer = {
+                    "state": "migrated",
+                    "state_reason": "migrated",
+                    "state_changed_at": func.now(),
+                    "migrated_to": new_id,
+                    "updated_at": func.now(),
+                }
+                stmt = insert(ChatSettings).values(chat_id=old_id, title=new_title, chat_type="group", **pointer)
+                await session.execute(stmt.on_conflict_do_update(index_elements=[ChatSettings.chat_id], set_=pointer))
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("chat settings: could not move a migrated group", extra={"error": str(exc)})
+            raise SettingsUnavailable(str(exc)) from exc
+        self.forget(old_id, new_id)
+        return True
+
+    async def purge(self, before: datetime) -> list[int]:
+        """Delete the rows of chats inactive or migrated since before `before`; their ids."""
+        stmt = (
+            delete(ChatSettings)
+            .where(ChatSettings.state.in_(("inactive", "migrated")), ChatSettings.state_changed_at < before)
+            .returning(ChatSettings.chat_id)
+        )
+        async with self.sessions() as session, session.begin():
+            chat_ids = list((await session.scalars(stmt)).all())
+        self.forget(*chat_ids)
+        return chat_ids

@@ -84,6 +84,10 @@ class ChainCache:
     def _key(self, chat_id: int, message_id: int) -> str:
         return f"{self.prefix}:ctx:{chat_id}:{message_id}"
 
+    def chat_pattern(self, chat_id: int) -> str:
+        """A SCAN pattern matching every message remembered for `chat_id`."""
+        return f"{self.prefix}:ctx:{chat_id}:*"
+
     async def remember(
         self, chat_id: int, message_id: int, turn: str, reply_to: int | None, parent_turn: str | None = None
     ) -> None:

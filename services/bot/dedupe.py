@@ -36,3 +36,15 @@ class Claims:
     async def claim_reply(self, chat_id: int, message_id: int) -> bool:
         """True the first time the bot is about to answer this message."""
         return await self._claim(f"replied:{chat_id}:{message_id}")
+
+    def reply_pattern(self, chat_id: int) -> str:
+        """A SCAN pattern matching the reply claims of `chat_id`."""
+        return f"{self.prefix}:replied:{chat_id}:*"
+
+    def greeting_key(self, chat_id: int) -> str:
+        return f"{self.prefix}:greeted:{chat_id}"
+
+    async def claim_greeting(self, chat_id: int) -> bool:
+        """True unless the bot greeted this chat within the claims' TTL (a group that adds the bot
+        twice in a day, or two deliveries of one `my_chat_member`, is greeted once)."""
+        return await self._claim(f"greeted:{chat_id}")

@@ -1,4 +1,5 @@
-"""What every update goes through first: counted, de-duplicated by update id, time-stamped."""
+"""What every update goes through first: counted, de-duplicated by update id, time-stamped; then
+a message from a chat the bot left is dropped (ChatStateMiddleware)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from aiogram.types import TelegramObject, Update
 from aiogram.types.update import UpdateTypeLookupError
 
 from services.bot import metrics
+from services.bot.chat_lifecycle import ChatLifecycle
+from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.dedupe import Claims
+from services.bot.policy import GROUP_TYPES
 
 
 class IntakeMiddleware(BaseMiddleware):
@@ -43,4 +47,34 @@ class IntakeMiddleware(BaseMiddleware):
             metrics.SKIPS.labels(reason="duplicate").inc()
             return UNHANDLED
         data["received_at"] = received_at
+        return await handler(event, data)
+
+
+class ChatStateMiddleware(BaseMiddleware):
+    """Outer middleware of `dp.update`, after IntakeMiddleware: nothing is generated for an
+    inactive chat (the bot was removed or blocked). A message sent before the chat became inactive
+    (delivered late) is dropped and counted (`inactive`); one sent after proves the bot is back
+    (Telegram delivers nothing from a chat the bot is not in), so the chat is active again."""
+
+    def __init__(self, repo: ChatSettingsRepo, lifecycle: ChatLifecycle):
+        self.repo = repo
+        self.lifecycle = lifecycle
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        assert isinstance(event, Update)
+        message = event.message
+        if message is None or (message.chat.type not in GROUP_TYPES and message.chat.type != "private"):
+            return await handler(event, data)
+        config = await self.repo.get(message.chat.id)
+        if config.state == "inactive":
+            if config.state_changed_at is not None and message.date <= config.state_changed_at:
+                metrics.SKIPS.labels(reason="inactive").inc()
+                return UNHANDLED
+            chat = message.chat
+            await self.lifecycle.activate(chat.id, "message", title=chat.title, chat_type=chat.type)
         return await handler(event, data)

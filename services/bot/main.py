@@ -22,12 +22,13 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 
 from services.bot import metrics, texts
+from services.bot.chat_lifecycle import ChatLifecycle
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
 from services.bot.delivery import Delivery, per_second_windows
-from services.bot.handlers import commands_router, messages_router
-from services.bot.intake import IntakeMiddleware
+from services.bot.handlers import commands_router, lifecycle_router, messages_router
+from services.bot.intake import ChatStateMiddleware, IntakeMiddleware
 from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
 from services.bot.responder import Responder
@@ -152,7 +153,18 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
     )
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
-    delivery = Delivery(bot, limiter, claims, cache, settings)
+    chat_settings = ChatSettingsRepo(engine, settings.bot_settings_cache_s)
+    lifecycle = ChatLifecycle(
+        bot,
+        chat_settings,
+        redis,
+        prefix=prefix,
+        limiter_prefix=limiter.prefix,
+        cache=cache,
+        claims=claims,
+        settings=settings,
+    )
+    delivery = Delivery(bot, limiter, claims, cache, settings, lifecycle=lifecycle)
     responder = Responder(
         client, delivery, typing=TypingIndicator(bot), limiter=limiter, redis=redis, prefix=prefix, settings=settings
     )
@@ -161,15 +173,20 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         responder=responder,
         delivery=delivery,
         chain_cache=cache,
-        chat_settings=ChatSettingsRepo(engine, settings.bot_settings_cache_s),
+        chat_settings=chat_settings,
+        lifecycle=lifecycle,
+        claims=claims,
     )
     dp.update.outer_middleware(IntakeMiddleware(claims))
-    dp.include_routers(commands_router, messages_router)
+    dp.update.outer_middleware(ChatStateMiddleware(chat_settings, lifecycle))
+    dp.include_routers(lifecycle_router, commands_router, messages_router)
+    cleanup: asyncio.Task | None = None
     try:
         me = await identify(bot)
         await set_commands(bot)
         metrics.serve(settings.bot_metrics_host, settings.bot_metrics_port)
         log.info("bot started", extra={"username": me.username, "bot_id": me.id, "mode": settings.bot_mode})
+        cleanup = asyncio.create_task(lifecycle.run_cleanup(), name="chat-cleanup")
         if settings.bot_mode == "webhook":
             assert webhook_secret is not None
             await run_webhook(dp, bot, settings, webhook_secret, responder)
@@ -178,6 +195,8 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
             await run_polling(dp, bot, redis, prefix + ":poll-lease", settings)  # one replica polls
             await responder.drain(settings.bot_shutdown_grace_s)
     finally:
+        if cleanup is not None:
+            cleanup.cancel()
         await client.close()
         await redis.aclose()
         await engine.dispose()

@@ -46,6 +46,26 @@ RATE_LIMIT_WAIT = Histogram(
     "How long a reply waited for the per-chat, per-group and global send budget.",
     buckets=(0, 0.1, 0.5, 1, 2, 5, 10, 20, 40),
 )
+CHAT_MIGRATIONS = Counter(
+    "dvach_bot_chat_migrations_total",
+    "Groups moved to the id of the supergroup they became (settings, context, limits).",
+)
+CHAT_REMOVALS = Counter(
+    "dvach_bot_chat_removals_total",
+    "Chats that became inactive, by reason: kicked, left, blocked (private), forbidden (a 403 on send).",
+    ["reason"],
+)
+REMOVAL_REASONS = ("kicked", "left", "blocked", "forbidden")
+for _removal in REMOVAL_REASONS:
+    CHAT_REMOVALS.labels(reason=_removal)
+CHATS_PURGED = Counter(
+    "dvach_bot_chats_purged_total", "Chats whose state the cleanup job deleted after BOT_RETENTION_DAYS."
+)
+MEMBERSHIP = Counter(
+    "dvach_bot_membership_updates_total",
+    "my_chat_member updates handled, by change: added, removed, blocked, unblocked, other.",
+    ["change"],
+)
 IN_FLIGHT = Gauge("dvach_bot_replies_in_flight", "Replies being generated or waiting to be sent.")
 # Registered in polling mode only (poll_lease.py): a webhook replica exports no such series.
 POLLING = Gauge(
@@ -84,6 +104,7 @@ SKIP_REASONS = (
     "malformed_update",
     "unknown_update",
     "empty_reply",
+    "inactive",
 )
 for _reason in SKIP_REASONS:
     SKIPS.labels(reason=_reason)

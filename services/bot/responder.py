@@ -28,6 +28,11 @@ from shared.settings import BotSettings
 log = logging.getLogger(__name__)
 
 
+def cooldown_key(prefix: str, chat_id: int) -> str:
+    """The Redis key that holds a chat's random-reply cooldown."""
+    return f"{prefix}:cooldown:{chat_id}"
+
+
 class Responder:
     def __init__(
         self,
@@ -80,7 +85,7 @@ class Responder:
             return False
         if cooldown_s > 0:
             try:
-                claimed = await self.redis.set(f"{self.prefix}:cooldown:{chat.id}", "1", nx=True, ex=cooldown_s)
+                claimed = await self.redis.set(cooldown_key(self.prefix, chat.id), "1", nx=True, ex=cooldown_s)
             except (RedisError, OSError):
                 metrics.SKIPS.labels(reason="backend_down").inc()
                 return False

@@ -47,6 +47,21 @@ ADMIN_CHECK_FAILED = "Не получилось проверить, админ �
 SAVE_FAILED = "Не получилось сохранить настройки. Попробуй позже."
 ASK_USAGE = "Напиши текст после команды: /ask как дела? Или ответь командой на чьё-то сообщение."
 
+# Said once when the bot is added to a group: what it does, the commands, and whether privacy
+# mode lets it reply at random (getMe's can_read_all_group_messages, or being an admin).
+GREETING = (
+    "Привет, анон. Я отвечаю как завсегдатай /b/ с двача: когда меня упоминают (@{username}) "
+    "или отвечают на мои сообщения, а иногда и просто так (шанс {chance:g}).\n"
+    "Команды: /ask <текст>, /chance 0..1, /mute, /unmute (только админы), /settings, /help.\n"
+    "{privacy}"
+)
+GREETING_SEES_ALL = "Я вижу все сообщения группы, так что иногда буду отвечать сам. Замолчать: /mute."
+GREETING_PRIVACY_ON = (
+    "Сейчас у меня включён режим приватности: я вижу только команды, упоминания и ответы мне, "
+    "поэтому случайных ответов не будет. Чтобы они были, сделайте меня админом группы или "
+    "выключите режим: @BotFather → /setprivacy → Disable, и добавьте меня заново."
+)
+
 # A short apology, private chats only, at most once per BOT_APOLOGY_INTERVAL_S per chat.
 APOLOGY = "Что-то я задумался и не успел ответить. Попробуй ещё раз чуть позже."
 

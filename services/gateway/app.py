@@ -13,7 +13,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from services.gateway import queue_metrics
+from services.gateway import chat_metrics, queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
 from services.gateway.routes import admin_chats, admin_data, admin_models, admin_page, admin_system, health, replies
 from shared.db import make_async_engine
@@ -52,9 +52,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.state.client = GenerationClient(settings)
         engine = make_async_engine(settings.database_url, pool_size=5) if settings.database_url else None
         app.state.sessionmaker = async_sessionmaker(engine, expire_on_commit=False) if engine else None
-        refresher = asyncio.create_task(queue_metrics.refresh_forever(app.state.client))
+        refreshers = [asyncio.create_task(queue_metrics.refresh_forever(app.state.client))]
+        if app.state.sessionmaker is not None:
+            refreshers.append(asyncio.create_task(chat_metrics.refresh_forever(app.state.sessionmaker)))
         yield
-        refresher.cancel()
+        for refresher in refreshers:
+            refresher.cancel()
         if getattr(app.state, "sync_engine", None) is not None:  # made on first use by admin_models
             app.state.sync_engine.dispose()
             app.state.sync_redis.close()

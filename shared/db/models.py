@@ -1,6 +1,7 @@
 """Every table of the project (SQLAlchemy 2 declarative). Migrations live in `migrations/`.
 
-- chat_settings: per-chat bot settings, written by the bot's commands and the admin API.
+- chat_settings: per-chat bot settings and the chat's state in Telegram (active, inactive after the
+  bot was removed or blocked, migrated to a supergroup), written by the bot and the admin API.
 - model_versions: published fine-tunes; exactly one is active.
 - threads, posts, dialogs, scrape_runs: the scraper's data and the training set built from it.
 """
@@ -33,6 +34,12 @@ class Base(DeclarativeBase):
         return cls.metadata.tables[cls.__tablename__]
 
 
+# A chat's state (chat_settings.state): `active`; `inactive`: the bot was removed, kicked or blocked
+# (nothing is generated for it; its state goes after BOT_RETENTION_DAYS); `migrated`: a group that
+# became a supergroup, kept only as a pointer to its new id (`migrated_to`) until the retention ends.
+CHAT_STATES = ("active", "inactive", "migrated")
+
+
 class ChatSettings(Base):
     __tablename__ = "chat_settings"
 
@@ -44,6 +51,12 @@ class ChatSettings(Base):
     muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # Seconds between two random replies in the same chat.
     cooldown_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active", index=True)
+    # Why the state last changed: kicked, left, blocked, forbidden (a 403 on send), added, unblocked, migrated.
+    state_reason: Mapped[str | None] = mapped_column(String(32))
+    state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    migrated_to: Mapped[int | None] = mapped_column(BigInteger)  # the supergroup this group became
+    migrated_from: Mapped[int | None] = mapped_column(BigInteger)  # the group this supergroup was
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -157,4 +170,4 @@ class ScrapeRun(Base):
     details: Mapped[dict | None] = mapped_column(JSONB)
 
 
-__all__ = ["Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]
+__all__ = ["CHAT_STATES", "Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]

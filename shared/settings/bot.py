@@ -69,4 +69,16 @@ class BotSettings(QueueSettings):
     )
     bot_dedupe_ttl_s: int = Field(default=24 * 3600, ge=60, description="How long handled update ids are remembered.")
     bot_settings_cache_s: float = Field(default=5.0, ge=0, description="Chat settings are re-read after this long.")
+    bot_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="A chat the bot was removed from, blocked in, or that moved to a supergroup keeps its state "
+        "(settings row, context, limits) this many days, then the cleanup job deletes it.",
+    )
+    bot_cleanup_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often the cleanup job looks for chats past the retention."
+    )
+    bot_chat_info_cache_s: float = Field(
+        default=600.0, ge=0, description="A group's slow mode delay (getChat) is re-read after this long."
+    )
     bot_shutdown_grace_s: float = Field(default=10.0, ge=0, description="On stop, replies in flight get this long.")

@@ -7,6 +7,13 @@ hands out queued updates with `update_id >= offset` (confirming the older ones),
 when something is queued and `[]` after `timeout` seconds otherwise. One poller per token: a
 getUpdates still waiting when another arrives ends with 409 Conflict, as on Telegram.
 
+A chat's life is modelled as Telegram answers it: `upgrade` turns a group into a supergroup (every
+call to the old id then fails with 400 "group chat was upgraded to a supergroup chat" and
+`parameters.migrate_to_chat_id`; `migration_messages` are the two service messages); `block` /
+`kick` make sends answer 403 and `member_update` builds the `my_chat_member` update; getChat
+answers a ChatFullInfo with the `slow_mode_delay` set by `set_slow_mode`, and a send to such a
+chat sooner than the delay after the previous one gets 429 with `retry_after`.
+
 Every call is recorded (method, decoded fields, arrival time, outcome); tests wait on the record
 with bounded `wait_for(...)` instead of sleeping. Faults are scripted per method (and chat):
 `fail(...)` answers errors (429 with retry_after, 500, ...) or delays the answer past the bot's
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -108,6 +116,11 @@ class FakeTelegram:
         self._messages: dict[tuple[int, int], dict] = {}
         self._message_ids: dict[int, itertools.count] = {}
         self._chats: dict[int, dict] = {}
+        self._migrated: dict[int, int] = {}  # old group id -> supergroup id
+        self._forbidden: dict[int, str] = {}  # chat id -> the 403's description
+        self._slow_mode: dict[int, int] = {}  # chat id -> slow_mode_delay
+        self._last_sent: dict[int, float] = {}  # chat id -> monotonic time of the last message sent
+        self.can_read_all_group_messages = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._polls = 0  # getUpdates requests so far: the newest is the poller
@@ -127,7 +140,7 @@ class FakeTelegram:
             "first_name": "Двачер",
             "username": self.username,
             "can_join_groups": True,
-            "can_read_all_group_messages": False,
+            "can_read_all_group_messages": self.can_read_all_group_messages,
             "supports_inline_queries": False,
         }
 
@@ -206,6 +219,56 @@ class FakeTelegram:
         with self._cond:
             self.members[(chat_id, user_id)] = status
 
+    # --- a chat's life ------------------------------------------------------------------------
+    def upgrade(self, group: dict, new_id: int | None = None) -> dict:
+        """The group becomes a supergroup (a new id); calls to the old id fail from now on."""
+        supergroup = self.group(new_id, title=group.get("title", "Тестовая группа"))
+        with self._cond:
+            self._migrated[group["id"]] = supergroup["id"]
+        return supergroup
+
+    def migration_messages(self, group: dict, supergroup: dict, user: dict) -> tuple[dict, dict]:
+        """The service messages Telegram sends on an upgrade: in the old group (`migrate_to_chat_id`)
+        and in the new supergroup (`migrate_from_chat_id`)."""
+        return (
+            self.message(group, user, migrate_to_chat_id=supergroup["id"]),
+            self.message(supergroup, user, migrate_from_chat_id=group["id"]),
+        )
+
+    def member_update(self, chat: dict, old_status: str, new_status: str, by: dict | None = None) -> dict:
+        """A `my_chat_member` update: the bot's status in `chat` changed from `old_status` to `new_status`."""
+        bot = {k: self.bot_user[k] for k in ("id", "is_bot", "first_name", "username")}
+
+        def member(status: str) -> dict:
+            data: dict[str, Any] = {"status": status, "user": bot}
+            if status == "kicked":
+                data["until_date"] = 0
+            elif status == "administrator":
+                data.update({k: False for k in _ADMIN_RIGHTS} | {"can_manage_chat": True})
+            return data
+
+        return {
+            "chat": chat,
+            "from": by or self.user(),
+            "date": int(time.time()),
+            "old_chat_member": member(old_status),
+            "new_chat_member": member(new_status),
+        }
+
+    def block(self, chat: dict) -> None:
+        """The user blocked the bot (private chat): sends answer 403."""
+        with self._cond:
+            self._forbidden[chat["id"]] = "Forbidden: bot was blocked by the user"
+
+    def kick(self, chat: dict) -> None:
+        """The bot was removed from the group: sends answer 403."""
+        with self._cond:
+            self._forbidden[chat["id"]] = f"Forbidden: bot was kicked from the {chat.get('type', 'group')} chat"
+
+    def set_slow_mode(self, chat: dict, delay_s: int) -> None:
+        with self._cond:
+            self._slow_mode[chat["id"]] = delay_s
+
     def _signal(self) -> None:
         if self._loop is not None and self._wake is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
@@ -217,6 +280,12 @@ class FakeTelegram:
 
     def group(self, chat_id: int | None = None, title: str = "Тестовая группа") -> dict:
         chat: dict[str, Any] = {"id": chat_id or -1_000_000_000_000 - next(_ids), "type": "supergroup", "title": title}
+        self._chats[chat["id"]] = chat
+        return chat
+
+    def basic_group(self, title: str = "Обычная группа") -> dict:
+        """A (basic) group, the kind that becomes a supergroup with a new id."""
+        chat = {"id": -4_000_000_000 - next(_ids), "type": "group", "title": title}
         self._chats[chat["id"]] = chat
         return chat
 
@@ -359,6 +428,33 @@ class FakeTelegram:
                     return fault
         return None
 
+    def _chat_refusal(self, method: str, chat_id: Any) -> dict | None:
+        """What Telegram answers about the chat itself: migrated (400), forbidden (403), slow mode (429)."""
+        if not isinstance(chat_id, int):
+            return None
+        with self._cond:
+            if chat_id in self._migrated:
+                return {
+                    "ok": False,
+                    "error_code": 400,
+                    "description": "Bad Request: group chat was upgraded to a supergroup chat",
+                    "parameters": {"migrate_to_chat_id": self._migrated[chat_id]},
+                }
+            if chat_id in self._forbidden and method != "getMe":
+                return {"ok": False, "error_code": 403, "description": self._forbidden[chat_id]}
+            delay = self._slow_mode.get(chat_id, 0)
+            last = self._last_sent.get(chat_id)
+            if method == "sendMessage" and delay and last is not None:
+                left = last + delay - time.monotonic()
+                if left > 0:
+                    return {
+                        "ok": False,
+                        "error_code": 429,
+                        "description": f"Too Many Requests: retry after {math.ceil(left)}",
+                        "parameters": {"retry_after": math.ceil(left)},
+                    }
+        return None
+
     @staticmethod
     async def _params(request: web.Request) -> dict[str, Any]:
         if request.content_type == "application/json":
@@ -397,6 +493,9 @@ class FakeTelegram:
                     body["parameters"] = {"retry_after": fault.retry_after}
                     body["description"] = f"Too Many Requests: retry after {fault.retry_after}"
                 return self._answer(call, fault.error_code, body)
+        refused = self._chat_refusal(method, call.chat_id)
+        if refused is not None:
+            return self._answer(call, refused["error_code"], refused)
         handler = getattr(self, "_m_" + method, None)
         if handler is None:
             return self._answer(
@@ -465,7 +564,29 @@ class FakeTelegram:
                 message["reply_to_message"] = {k: v for k, v in parent.items() if k != "reply_to_message"}
         with self._cond:
             self._messages[(chat_id, message["message_id"])] = message
+            self._last_sent[chat_id] = time.monotonic()
         return message
+
+    async def _m_getChat(self, params: dict) -> dict:
+        chat_id = params["chat_id"]
+        with self._cond:
+            chat = dict(self._chats.get(chat_id, {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup"}))
+            delay = self._slow_mode.get(chat_id)
+        info: dict[str, Any] = {
+            **chat,
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        }
+        if delay:
+            info["slow_mode_delay"] = delay
+        return info
 
     async def _m_sendChatAction(self, params: dict) -> bool:
         return True
@@ -477,26 +598,7 @@ class FakeTelegram:
         if status == "creator":
             member["is_anonymous"] = False
         elif status == "administrator":
-            member.update(
-                {
-                    k: False
-                    for k in (
-                        "can_be_edited",
-                        "is_anonymous",
-                        "can_manage_chat",
-                        "can_delete_messages",
-                        "can_manage_video_chats",
-                        "can_restrict_members",
-                        "can_promote_members",
-                        "can_change_info",
-                        "can_invite_users",
-                        "can_post_stories",
-                        "can_edit_stories",
-                        "can_delete_stories",
-                        "can_send_welcome_messages",
-                    )
-                }
-            )
+            member.update({k: False for k in _ADMIN_RIGHTS})
             member["can_manage_chat"] = True
         return member
 
@@ -511,6 +613,24 @@ class FakeTelegram:
 
     async def _m_getWebhookInfo(self, params: dict) -> dict:
         return {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
+
+
+# The rights fields of ChatMemberAdministrator (all required in the Bot API).
+_ADMIN_RIGHTS = (
+    "can_be_edited",
+    "is_anonymous",
+    "can_manage_chat",
+    "can_delete_messages",
+    "can_manage_video_chats",
+    "can_restrict_members",
+    "can_promote_members",
+    "can_change_info",
+    "can_invite_users",
+    "can_post_stories",
+    "can_edit_stories",
+    "can_delete_stories",
+    "can_send_welcome_messages",
+)
 
 
 class _ApiError(Exception):

@@ -25,14 +25,39 @@ def set_chat(database_url: str, chat_id: int, **fields: Any) -> None:
         conn.execute(upsert + updates, [chat_id, *fields.values()])
 
 
+_CHAT_COLUMNS = (
+    "reply_chance",
+    "muted",
+    "cooldown_s",
+    "title",
+    "chat_type",
+    "state",
+    "state_reason",
+    "migrated_to",
+    "migrated_from",
+)
+
+
 def get_chat(database_url: str, chat_id: int) -> dict | None:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
-            "SELECT reply_chance, muted, cooldown_s, title, chat_type FROM chat_settings WHERE chat_id = %s", [chat_id]
+            f"SELECT {', '.join(_CHAT_COLUMNS)} FROM chat_settings WHERE chat_id = %s", [chat_id]
         ).fetchone()
     if row is None:
         return None
-    return dict(zip(("reply_chance", "muted", "cooldown_s", "title", "chat_type"), row, strict=True))
+    return dict(zip(_CHAT_COLUMNS, row, strict=True))
+
+
+def wait_chat(database_url: str, chat_id: int, timeout: float = 30, **expected: Any) -> dict:
+    """Until the chat's row has the `expected` values (polling; bounded)."""
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        row = get_chat(database_url, chat_id)
+        if row is not None and all(row[k] == v for k, v in expected.items()):
+            return row
+        time.sleep(0.05)  # polling a row, bounded by the deadline
+    raise TimeoutError(f"chat {chat_id} is {row}, not {expected}, after {timeout}s")
 
 
 def wait_for_key(redis_url: str, key: str, timeout: float = 15) -> bytes:

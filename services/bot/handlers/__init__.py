@@ -1,6 +1,8 @@
-"""aiogram routers, one per feature: commands (commands.py) and ordinary messages (messages.py)."""
+"""aiogram routers, one per feature: a chat's life (lifecycle.py), commands (commands.py) and
+ordinary messages (messages.py)."""
 
 from services.bot.handlers.commands import commands_router
+from services.bot.handlers.lifecycle import lifecycle_router
 from services.bot.handlers.messages import messages_router
 
-__all__ = ["commands_router", "messages_router"]
+__all__ = ["commands_router", "lifecycle_router", "messages_router"]

@@ -59,6 +59,10 @@ async def message_handler(
         return
     await chat_settings.register(chat.id, chat.title, chat.type)
     config = await chat_settings.get(chat.id)
+    if config.state == "migrated" and config.migrated_to is not None:
+        # A late message from a group that became a supergroup: the supergroup's settings apply,
+        # and the reply goes there (delivery.py follows Telegram's migrate error).
+        config = await chat_settings.get(config.migrated_to)
     decision = decide(facts, ChatPolicy(config.reply_chance, config.muted), random.random())
     if not decision.answer:
         metrics.SKIPS.labels(reason=decision.reason).inc()
