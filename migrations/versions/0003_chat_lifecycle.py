@@ -1,15 +1,15 @@
 """chat lifecycle: a chat's state (active, inactive, migrated) and its migration ids (issue 21)
 
-Revision ID: 0002_chat_lifecycle
-Revises: 0001
+Revision ID: 0003_chat_lifecycle
+Revises: 0002_post_answers
 Create Date: 2026-12-03 09:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002_chat_lifecycle"
-down_revision = "0001"
+revision = "0003_chat_lifecycle"
+down_revision = "0002_post_answers"
 branch_labels = None
 depends_on = None
 
