@@ -285,7 +285,7 @@ class FakeTelegram:
 
     def basic_group(self, title: str = "Обычная группа") -> dict:
         """A (basic) group, the kind that becomes a supergroup with a new id."""
-        chat = {"id": -4_000_000_000 - next(_ids), "type": "group", "title": title}
+        chat: dict[str, Any] = {"id": -4_000_000_000 - next(_ids), "type": "group", "title": title}
         self._chats[chat["id"]] = chat
         return chat
 
