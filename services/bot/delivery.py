@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramMigrateToChat
@@ -31,7 +31,7 @@ from services.bot import metrics
 from services.bot.context import ChainCache, clean_turn
 from services.bot.dedupe import Claims
 from services.bot.policy import GROUP_TYPES
-from services.bot.rate_limit import RateLimiter, Window
+from services.bot.rate_limit import RateLimiter, Slot, Window
 from shared.settings import BotSettings
 
 if TYPE_CHECKING:
@@ -98,8 +98,8 @@ class Delivery:
         windows = [w for w in await self.windows(chat_id, chat_type, "random") if w.seconds > RANDOM_MAX_WAIT_S]
         return not windows or await self.limiter.try_acquire(windows, reserve=False) <= 0
 
-    async def reserve(self, chat_id: int, chat_type: str, kind: str) -> bool:
-        """Take a send slot for a reply of `kind`, waiting as its kind allows; False: drop it.
+    async def reserve(self, chat_id: int, chat_type: str, kind: str) -> Slot | None:
+        """Take a send slot for a reply of `kind`, waiting as its kind allows; None: drop it.
         A random reply waits only for the per-second windows (a second or so), never for a
         group's minute budget."""
         max_wait = (
@@ -107,16 +107,25 @@ class Delivery:
             if kind == "random"
             else self.settings.bot_max_send_wait_s
         )
-        waited = await self.limiter.acquire(await self.windows(chat_id, chat_type, kind), max_wait)
-        if waited is None:
+        slot = await self.limiter.acquire(await self.windows(chat_id, chat_type, kind), max_wait)
+        if slot is None:
             metrics.SKIPS.labels(reason="rate_limited").inc()
             log.info("reply dropped: send budget exhausted", extra={"chat_id": chat_id, "kind": kind})
-            return False
-        metrics.RATE_LIMIT_WAIT.observe(waited)
-        return True
+            return None
+        metrics.RATE_LIMIT_WAIT.observe(slot.waited)
+        return slot
 
-    async def send_reply(self, message: Message, text: str, kind: str, received_at: float | None) -> Message | None:
-        """Reply to `message` (a slot must be reserved); None when it was answered already or
+    async def _send(self, slot: Slot, **message: Any) -> Message:
+        """sendMessage in a reserved slot; the slot counts from when Telegram has answered."""
+        try:
+            return await self.bot.send_message(**message)
+        finally:
+            await self.limiter.restamp(slot)
+
+    async def send_reply(
+        self, message: Message, text: str, kind: str, received_at: float | None, slot: Slot
+    ) -> Message | None:
+        """Reply to `message` in the reserved `slot`; None when it was answered already or
         Telegram refused. The sent reply is remembered as part of the chat's conversation."""
         chat_id = message.chat.id
         if not await self.claims.claim_reply(chat_id, message.message_id):
@@ -127,7 +136,8 @@ class Delivery:
             return None
         sent: Message | None
         try:
-            sent = await self.bot.send_message(
+            sent = await self._send(
+                slot,
                 chat_id=chat_id,
                 text=text,
                 message_thread_id=message.message_thread_id if message.is_topic_message else None,
@@ -170,20 +180,22 @@ class Delivery:
         if self.lifecycle is not None:
             await self.lifecycle.migrate(old_id, new_id, message.chat.title)
         log.info("reply redirected to the supergroup", extra={"chat_id": old_id, "new_chat_id": new_id})
-        if not await self.reserve(new_id, "supergroup", kind):
+        slot = await self.reserve(new_id, "supergroup", kind)
+        if slot is None:
             return None
         try:
-            return await self.bot.send_message(chat_id=new_id, text=text)
+            return await self._send(slot, chat_id=new_id, text=text)
         except TelegramAPIError as exc:
             await self._refused(new_id, "supergroup", kind, exc)
             return None
 
     async def say(self, chat_id: int, chat_type: str, text: str, kind: str) -> Message | None:
         """Send `text` to a chat, not as a reply (the greeting), within the chat's budget."""
-        if not await self.reserve(chat_id, chat_type, kind):
+        slot = await self.reserve(chat_id, chat_type, kind)
+        if slot is None:
             return None
         try:
-            sent = await self.bot.send_message(chat_id=chat_id, text=text)
+            sent = await self._send(slot, chat_id=chat_id, text=text)
         except TelegramMigrateToChat as exc:
             if self.lifecycle is not None:
                 await self.lifecycle.migrate(chat_id, exc.migrate_to_chat_id)
@@ -198,6 +210,7 @@ class Delivery:
         self, message: Message, text: str, kind: str = "command", received_at: float | None = None
     ) -> Message | None:
         """Reserve a slot and reply (commands' texts)."""
-        if not await self.reserve(message.chat.id, message.chat.type, kind):
+        slot = await self.reserve(message.chat.id, message.chat.type, kind)
+        if slot is None:
             return None
-        return await self.send_reply(message, text, kind, received_at)
+        return await self.send_reply(message, text, kind, received_at, slot)

@@ -138,9 +138,10 @@ class Responder:
                 metrics.SKIPS.labels(reason="empty_reply").inc()
                 return
             # Wait for the send budget while still "typing": the chat sees the bot is busy.
-            if not await self.delivery.reserve(chat.id, chat.type, kind):
+            slot = await self.delivery.reserve(chat.id, chat.type, kind)
+            if slot is None:
                 return
-        sent = await self.delivery.send_reply(message, text, kind, received_at)
+        sent = await self.delivery.send_reply(message, text, kind, received_at, slot)
         if sent is not None:
             log.info(
                 "replied",

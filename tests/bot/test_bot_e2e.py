@@ -327,7 +327,9 @@ def test_twenty_groups_at_once_every_mention_answered_within_limits(bot, tg):
         assert len(replies_to) == len(set(replies_to))  # no message answered twice
         assert len(sends) <= 5 + 1  # the mentions, at most one random reply (cooldown)
         times = sorted(c.at for c in sends)
-        assert all(b - a >= 0.8 for a, b in pairwise(times)), "more than ~1 message a second in one chat"
+        # Telegram's own view: a send's slot counts from when it was answered (rate_limit.py, restamp),
+        # so arrivals in one chat are a whole second apart however late a send left (less Redis' ms).
+        assert all(b - a >= 0.99 for a, b in pairwise(times)), "more than 1 message a second in one chat"
         assert all(sum(1 for t in times if start <= t < start + 60) <= 20 for start in times)
         all_sends += times
     all_sends.sort()

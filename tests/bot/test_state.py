@@ -76,8 +76,8 @@ async def test_acquire_waits_for_a_slot_within_bound(redis, prefix):
     # "log" has room for every event; it keeps their times on Redis' clock for the check below.
     windows = [Window("w", 1, 0.3), Window("log", 100, 60.0)]
     assert await limiter.acquire(windows, max_wait_s=0) is not None
-    waited = await limiter.acquire(windows, max_wait_s=30)
-    assert waited is not None and waited >= sum(slept) - 0.001  # it reports the time it waited
+    slot = await limiter.acquire(windows, max_wait_s=30)
+    assert slot is not None and slot.waited >= sum(slept) - 0.001  # it reports the time it waited
     assert all(s <= 0.3 + 0.05 for s in slept)  # never longer than the window (plus the jitter)
     first, second = [score for _, score in await redis.zrange(f"{prefix}:log", 0, -1, withscores=True)]
     assert second - first >= 300  # milliseconds: the second slot was taken only once the first expired
@@ -87,6 +87,42 @@ async def test_acquire_waits_for_a_slot_within_bound(redis, prefix):
     assert await limiter.acquire([Window("long", 1, 60.0)], 1) is None
     assert slept == []
     assert await redis.zcard(f"{prefix}:long") == 1
+
+
+async def test_restamp_counts_a_slot_from_when_the_send_was_done(redis, prefix):
+    """A send that left late: its slot moves to the moment it was done, so the next slot in its
+    windows frees a window after that (on Redis' clock), and a slot another sender took is untouched."""
+    limiter = RateLimiter(redis, prefix)
+    chat = [Window("chat", 1, 60.0), Window("log", 100, 60.0)]
+    slot = await limiter.acquire(chat, max_wait_s=0)
+    other = await limiter.acquire([Window("log", 100, 60.0)], max_wait_s=0)
+    assert slot is not None and other is not None
+    taken = await redis.zscore(f"{prefix}:log", slot.member)
+    other_taken = await redis.zscore(f"{prefix}:log", other.member)
+    seconds, micros = await redis.time()
+    before_restamp = seconds * 1000 + micros // 1000
+    await limiter.restamp(slot)
+    restamped = await redis.zscore(f"{prefix}:log", slot.member)
+    assert restamped >= before_restamp >= taken
+    assert await redis.zscore(f"{prefix}:chat", slot.member) == restamped
+    assert await redis.zscore(f"{prefix}:log", other.member) == other_taken
+    assert await redis.pttl(f"{prefix}:chat") > 59_000  # the key lives a window from the restamp
+
+
+async def test_restamp_in_process_windows_while_redis_is_down(prefix):
+    now = [100.0]
+    dead = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5)
+    limiter = RateLimiter(dead, prefix, clock=lambda: now[0])
+    window = [Window("chat", 1, 1.0)]
+    slot = await limiter.acquire(window, max_wait_s=0)
+    assert slot is not None and slot.local_at == 100.0
+    now[0] = 100.7  # the send was done 0.7 s after its slot
+    await limiter.restamp(slot)
+    now[0] = 101.2  # a second after the slot, but not after the send
+    assert await limiter.try_acquire(window) == pytest.approx(0.5)
+    now[0] = 101.7
+    assert await limiter.try_acquire(window) == 0
+    await dead.aclose()
 
 
 async def test_block_after_429_holds_everyone(redis, prefix):

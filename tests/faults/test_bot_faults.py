@@ -210,7 +210,7 @@ def test_telegram_errors_under_load_keep_the_bot_and_its_limits(start_bot, worke
     every_ok = sorted(c.at for calls in ok_sends.values() for c in calls)
     for calls in ok_sends.values():
         times = sorted(c.at for c in calls)
-        assert all(b - a >= 0.8 for a, b in pairwise(times)), (
+        assert all(b - a >= 0.99 for a, b in pairwise(times)), (  # arrivals: see rate_limit.py, restamp
             "more than ~1 message a second in one chat",
             [
                 (c.status, round(c.at, 2), c.answered_at and round(c.answered_at, 2))
