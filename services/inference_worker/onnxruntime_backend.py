@@ -140,6 +140,10 @@ class OnnxRuntimeBackend(ConvertedBackend):
             replies[original] = self.continuation(new[row])
         return replies
 
+    def open_slots(self, slots: int, slot_tokens: int) -> CacheSlots:
+        """A pool of `slots` cache rows of `slot_tokens` each, for the decoding loop (decoding_loop.py)."""
+        return CacheSlots(self, slots, slot_tokens)
+
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
         cache = [
@@ -184,3 +188,75 @@ def prefill_groups(lengths: np.ndarray, slack: float = 1.25) -> list[tuple[int, 
             first = row
     groups.append((first, len(lengths)))
     return groups
+
+
+class CacheSlots:
+    """A fixed pool of key/value cache rows for iteration-level scheduling (decoding_loop.py).
+
+    One buffer per layer and kind, [slots, heads, slot_tokens, head_size], allocated once (zeroed
+    pages the operating system maps only when written: resident memory follows the tokens actually
+    held). The rows in use are always rows [0, active): a finished row is replaced by the last
+    one (`move`), so each step runs one graph call over a contiguous block and the IO binding of
+    each block size is made once and reused; the graph writes each step's keys and values in
+    place. A new sequence is prefilled straight into its row.
+    """
+
+    def __init__(self, backend: OnnxRuntimeBackend, slots: int, slot_tokens: int):
+        self.backend = backend
+        self.slots = slots
+        self.slot_tokens = min(slot_tokens, backend.max_positions)
+        self.cache = [
+            np.zeros((slots, backend.heads, self.slot_tokens, backend.head_size), dtype=np.float32)
+            for _ in range(2 * backend.layers)
+        ]
+        self.lengths = np.zeros(slots, dtype=np.int64)  # tokens in each row's cache
+        self._bindings: dict[int, object] = {}
+        self._rows = np.arange(slots, dtype=np.int64)
+        self._ids = np.zeros((slots, 1), dtype=np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.cache)
+
+    def prefill(self, first: int, prompts: list[list[int]]) -> np.ndarray:
+        """Prefill `prompts` into rows [first, first+len(prompts)) in one run; their next-token logits."""
+        end = first + len(prompts)
+        if end > self.slots:
+            raise ValueError(f"rows {first}..{end} past the {self.slots} slots")
+        width = max(len(p) for p in prompts)
+        if width >= self.slot_tokens:
+            raise ValueError(f"a prompt of {width} tokens does not fit a slot of {self.slot_tokens}")
+        logits = self.backend._prefill(prompts, [c[first:end] for c in self.cache])
+        self.lengths[first:end] = [len(p) for p in prompts]
+        return logits
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """One token for each of rows [0, len(tokens)), each at its own position; their logits."""
+        active = len(tokens)
+        binding = self._bindings.get(active)
+        if binding is None:
+            binding = self._bindings[active] = self.backend._binding([c[:active] for c in self.cache])
+        lengths = self.lengths[:active]
+        self._ids[:active, 0] = tokens
+        logits = self.backend._run(
+            binding,
+            input_ids=self._ids[:active],
+            position_ids=lengths[:, None],
+            seqlens_k=lengths.astype(np.int32),
+            total_sequence_length=np.array([lengths.max() + 1], dtype=np.int32),
+            logits_index=self._rows[:active],
+        )
+        lengths += 1
+        return logits
+
+    def move(self, source: int, target: int) -> None:
+        """Row `source`'s cache (the tokens it holds) into row `target`."""
+        used = int(self.lengths[source])
+        for c in self.cache:
+            c[target, :, :used] = c[source, :, :used]
+        self.lengths[target] = used
+        self.lengths[source] = 0
+
+    def room(self, row: int) -> int:
+        """Tokens row `row` may still take."""
+        return self.slot_tokens - int(self.lengths[row])

@@ -14,7 +14,6 @@ from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import ensure_converted
 from services.inference_worker.generation import Generator
 from services.inference_worker.scheduler import Scheduler
-from shared.embedded import RedisServer
 from shared.generation_client import GenerationClient
 from shared.schemas import GenerationParams
 from shared.settings import QueueSettings, WorkerSettings
@@ -172,13 +171,6 @@ def test_seeded_jobs_are_not_batched(two_lane_generator: Generator):
         scheduler.stop()
     assert all(f.job.batch_size == 1 for f in futures)
     assert len({r.text for r in replies}) == 1  # same seed, same dialog: same reply
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def fast_env(redis_url: str, model_dir: Path, backend: str = "ctranslate2", **extra: str) -> dict[str, str]:

@@ -1,0 +1,258 @@
+"""Open-loop load: replies arriving one by one at random moments, each scheduler side by side.
+
+    python -m bench.load [--size 355m] [--rates 1,2,4,6,8] [--duration 60] [--ways batch,continuous]
+                         [--new-tokens 32] [--prompt-tokens 48] [--lone 6] [--timeout 60]
+
+Group chats do not send bursts: messages arrive one at a time. For each way (INFERENCE_SCHEDULER)
+a real worker process (`python -m services.inference_worker`, onnxruntime int8, the machine's
+cores) serves the random-weight model of the real architecture (bench/models.py, cached in
+var/bench) from a private Redis on loopback. Each way is measured in the same run:
+- lone: `--lone` requests one after the other, nothing else running (p50 reply time);
+- then for each rate (replies/s, ascending): requests with Poisson arrivals (exponential gaps,
+  fixed random seed, the same arrival times for every way) for `--duration` seconds, through the
+  generation client (Redis + Celery, as the gateway and the bot send them). A reply's time runs
+  from its scheduled arrival to the moment its result was read, so a client that fell behind
+  cannot hide queueing. Reported: achieved replies/s (completed / (last completion - start)),
+  p50 and p95 reply time, replies lost (timeout or error), the worker's peak resident memory
+  (sampled every 0.25 s) and the machine's load average (other work shares the cores).
+A way stops climbing at the first rate whose p95 is above 2 s (the goal's bound), so the run is
+bounded: at most (rates x duration + drain) per way. Prints a markdown table and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.inference import DEFAULT_CACHE, PARAMS, bench_dialog, percentile  # noqa: E402
+
+P95_BOUND_S = 2.0
+
+
+class PeakRss:
+    """Peak resident memory of a process tree, sampled in a thread while measuring."""
+
+    def __init__(self, pid: int):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                procs = [self.proc, *self.proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 1e6)
+            except psutil.Error:  # a child that just exited
+                pass
+            self._stop.wait(0.25)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def arrivals(rate: float, duration: float, seed: int) -> list[float]:
+    """Poisson arrival times (seconds from the start) at `rate` per second over `duration`."""
+    rnd, t, times = random.Random(seed), 0.0, []
+    while True:
+        t += rnd.expovariate(rate)
+        if t >= duration:
+            return times
+        times.append(t)
+
+
+async def run_rate(client, dialog, params, times: list[float], timeout: float) -> dict:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    done: list[float] = []
+    latencies: list[float] = []
+    lost = 0
+
+    async def one(at: float) -> None:
+        nonlocal lost
+        await asyncio.sleep(max(0.0, start + at - loop.time()))
+        try:
+            job_id = await client.submit(dialog, params, timeout_s=timeout)
+            await client.wait(job_id, timeout)
+        except Exception:  # noqa: BLE001  # a timeout or a failed job: counted, the run goes on
+            lost += 1
+            return
+        now = loop.time()
+        done.append(now - start)
+        latencies.append(now - (start + at))
+
+    await asyncio.gather(*[one(at) for at in times])
+    span = max(done) if done else float("nan")
+    return {
+        "sent": len(times),
+        "replies": len(done),
+        "lost": lost,
+        "achieved": len(done) / span if done else 0.0,
+        "p50": percentile(latencies, 0.5) if latencies else float("nan"),
+        "p95": percentile(latencies, 0.95) if latencies else float("nan"),
+    }
+
+
+def measure_way(way: str, args, model: Path, redis_url: str, log_dir: Path) -> dict:
+    from shared.embedded import free_port
+    from shared.generation_client import GenerationClient
+    from shared.schemas import GenerationParams
+    from shared.settings import QueueSettings
+    from tests.processes import Worker
+
+    env = {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "MODEL_NAME_OR_PATH": str(model),
+        "INFERENCE_BACKEND": "onnxruntime",
+        "INFERENCE_SCHEDULER": way,
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HF_HUB_OFFLINE": "1",
+        "TASK_SOFT_TIME_LIMIT_S": "590",
+        "TASK_TIME_LIMIT_S": "600",
+        "WORKER_METRICS_PORT": str(free_port()),
+    }
+    env.pop("DATABASE_URL", None)
+    print(f"  {way}: starting the worker ...", flush=True)
+    worker = Worker(f"load-{way}@local", env, log_dir)
+    result: dict = {"way": way, "rates": []}
+    try:
+        worker.start()
+        worker.wait_ready(timeout=900)
+
+        async def measure() -> None:
+            from transformers import AutoTokenizer  # only to build the 48-token dialog
+
+            tokenizer = AutoTokenizer.from_pretrained(model)
+            dialog = bench_dialog(
+                lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
+            )
+            params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
+            client = GenerationClient(QueueSettings(redis_url=redis_url))
+            try:
+                for _ in range(2):  # warm-up
+                    await client.generate(dialog, params, timeout_s=600)
+                lone = []
+                for _ in range(args.lone):
+                    started = time.perf_counter()
+                    await client.generate(dialog, params, timeout_s=600)
+                    lone.append(time.perf_counter() - started)
+                result["lone_p50"] = percentile(lone, 0.5)
+                result["load_before"] = os.getloadavg()
+                for i, rate in enumerate(args.rates):
+                    with PeakRss(worker.pid) as rss:
+                        row = await run_rate(
+                            client, dialog, params, arrivals(rate, args.duration, seed=i), args.timeout
+                        )
+                    row.update(rate=rate, rss_mb=rss.peak, load=os.getloadavg()[0])
+                    result["rates"].append(row)
+                    print(
+                        f"  {way} {rate}/s: {row['achieved']:.2f}/s, p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s,"
+                        f" lost {row['lost']}, rss {row['rss_mb']:.0f} MB, load {row['load']:.2f}",
+                        flush=True,
+                    )
+                    if not row["p95"] <= P95_BOUND_S:
+                        break
+            finally:
+                await client.close()
+
+        asyncio.run(measure())
+    finally:
+        worker.stop()
+    return result
+
+
+def best_rate(result: dict) -> float:
+    ok = [r["rate"] for r in result["rates"] if r["p95"] <= P95_BOUND_S and r["lost"] == 0]
+    return max(ok, default=0.0)
+
+
+def table(results: list[dict], args) -> str:
+    lines = [
+        f"Open-loop Poisson arrivals, {args.duration:.0f} s per rate, {args.prompt_tokens}-token prompts, "
+        f"{args.new_tokens}-token replies, onnxruntime int8, one worker process; `uptime` before: {args.uptime}",
+        "",
+        "| scheduler | offered /s | achieved /s | p50 s | p95 s | lost | worker peak RSS MB | load avg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for res in results:
+        for r in res["rates"]:
+            lines.append(
+                f"| {res['way']} | {r['rate']:g} | {r['achieved']:.2f} | {r['p50']:.2f} | {r['p95']:.2f} | "
+                f"{r['lost']} | {r['rss_mb']:.0f} | {r['load']:.2f} |"
+            )
+    lines.append("")
+    lines.append("| scheduler | lone request p50 s | highest rate with p95 <= 2 s |")
+    lines.append("|---|---|---|")
+    for res in results:
+        lines.append(f"| {res['way']} | {res['lone_p50']:.2f} | {best_rate(res):g} /s |")
+    ways = {res["way"]: res for res in results}
+    if "batch" in ways and "continuous" in ways:
+        base, new = ways["batch"], ways["continuous"]
+        ratio = best_rate(new) / best_rate(base) if best_rate(base) else float("nan")
+        lines.append("")
+        lines.append(
+            f"continuous / batch: highest rate under the bound {ratio:.2f}x (goal >= 1.5x); "
+            f"lone request time {new['lone_p50'] / base['lone_p50']:.2f}x (goal <= 1.0x)"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=["355m", "1.3b"], default="355m")
+    parser.add_argument("--rates", type=lambda s: [float(x) for x in s.split(",")], default=[1, 2, 4, 6, 8])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of arrivals per rate")
+    parser.add_argument("--ways", type=lambda s: s.split(","), default=["batch", "continuous"])
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--prompt-tokens", type=int, default=48)
+    parser.add_argument("--lone", type=int, default=6, help="lone requests per way (p50 over them)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="each request's timeout_s (else lost)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = parser.parse_args()
+    args.uptime = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+    from bench.models import build_random_gpt2
+    from services.inference_worker.conversion import ensure_converted
+    from shared.embedded import RedisServer
+
+    print(f"model: random-weight GPT-2 {args.size} (cached in {args.cache_dir})", flush=True)
+    model = build_random_gpt2(args.size, args.cache_dir)
+    ensure_converted(model, "int8", engine="onnxruntime")  # once, before the workers start
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    redis = RedisServer(tmp / "redis").start()
+    try:
+        results = [measure_way(way, args, model, redis.url, tmp) for way in args.ways]
+    finally:
+        redis.stop()
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    print()
+    print(table(results, args))
+
+
+if __name__ == "__main__":
+    main()
