@@ -210,10 +210,11 @@ class CacheSlots:
 
     One buffer per layer and kind, [slots, heads, slot_tokens, head_size], allocated once
     (zeroed small pages the operating system maps only when written: resident memory follows
-    the tokens each row has held, `small_pages`). The rows in use are always rows [0, active): a finished row is replaced by the last
-    one (`move`), so each step runs one graph call over a contiguous block and the IO binding of
-    each block size is made once and reused; the graph writes each step's keys and values in
-    place. New sequences are prefilled straight into their rows.
+    the tokens each row has held, `small_pages`). The rows in use are always rows [0, active):
+    a finished row is replaced by the last one (`move`), so each step runs one graph call over a
+    contiguous block and the IO binding of each block size is made once and reused; the graph
+    writes each step's keys and values in place. New sequences are prefilled straight into
+    their rows.
     """
 
     def __init__(self, backend: OnnxRuntimeBackend, slots: int, slot_tokens: int):
