@@ -14,7 +14,8 @@ Inputs: `input_ids` and `position_ids` [batch, seq] int64, `seqlens_k` [batch] i
 in the cache after this step, minus one), `total_sequence_length` [1] int32 (the step's longest
 row: the padded prompt length when prefilling, else max(seqlens_k)+1), `logits_index` [batch]
 int64 (the row of the flattened [batch*seq] hidden states to score: each row's last real
-token), and per layer `past_key_{i}`/`past_value_{i}` [batch, heads, max_len, head_size].
+token), and per layer `past_key_{i}`/`past_value_{i}` [batch, heads, max_len, head_size]
+(float16 in int8 graphs: Cast nodes around each attention; float32 in float32 graphs).
 Outputs: `logits` [batch, vocab] and `present_key_{i}`/`present_value_{i}` (bound to the same
 buffers as the pasts, so nothing is copied).
 
@@ -118,6 +119,9 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
     vocab = weights["wte.weight"].shape[0]
     int8 = quantization == "int8"
+    # int8 graphs keep the key/value cache in float16 (half the memory per token); float32 ones in
+    # float32, where greedy tokens must equal transformers' exactly.
+    cache_type = TensorProto.FLOAT16 if int8 else TensorProto.FLOAT
     nodes = []
 
     def node(op: str, inputs: list[str], output: str, domain: str = "", **attrs) -> str:
@@ -164,6 +168,26 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
             epsilon=eps,
         )
 
+    def attention(i: int, qkv: str, output: str) -> str:
+        """GroupQueryAttention on layer i's cache (which it writes in place); in float16 when the
+        cache is (the op takes one type for all its inputs), with casts around it."""
+        attn = output
+        if cache_type == TensorProto.FLOAT16:
+            qkv = node("Cast", [qkv], f"l{i}.qkv16", to=TensorProto.FLOAT16)
+            attn = f"l{i}.attn16"
+        nodes.append(
+            helper.make_node(
+                "GroupQueryAttention",
+                [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
+                [attn, f"present_key_{i}", f"present_value_{i}"],
+                name=attn,
+                domain="com.microsoft",
+                num_heads=heads,
+                kv_num_heads=heads,
+            )
+        )
+        return output if attn == output else node("Cast", [attn], output, to=TensorProto.FLOAT)
+
     tokens = embedding(weights["wte.weight"], "input_ids", "wte")
     positions = node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
     hidden = node("Add", [tokens, positions], "embed.out")
@@ -181,17 +205,7 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         attn_in = layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
         # packed [q | k | v], as GroupQueryAttention takes it
         qkv = matmul(attn_in, weights[f"{p}.attn.c_attn.weight"], f"l{i}.qkv", weights[f"{p}.attn.c_attn.bias"])
-        nodes.append(
-            helper.make_node(
-                "GroupQueryAttention",
-                [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
-                [f"l{i}.attn", f"present_key_{i}", f"present_value_{i}"],
-                name=f"l{i}.attn",
-                domain="com.microsoft",
-                num_heads=heads,
-                kv_num_heads=heads,
-            )
-        )
+        attention(i, qkv, f"l{i}.attn")
         attn_out = matmul(
             f"l{i}.attn", weights[f"{p}.attn.c_proj.weight"], f"l{i}.attn_proj", weights[f"{p}.attn.c_proj.bias"]
         )
@@ -207,8 +221,8 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         mlp_out = matmul(act, weights[f"{p}.mlp.c_proj.weight"], f"l{i}.mlp_proj", weights[f"{p}.mlp.c_proj.bias"])
         hidden = node("Add", [hidden, mlp_out], f"l{i}.resid_2")
         for kind in ("key", "value"):
-            graph_inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache_shape))
-            graph_outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, cache_shape))
+            graph_inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", cache_type, cache_shape))
+            graph_outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", cache_type, cache_shape))
     # Score only each row's last real token: [batch*seq, width] rows picked by logits_index.
     flat = node("Reshape", [hidden, data.add("flat_shape", np.array([-1, width], dtype=np.int64))], "final.flat")
     last = node("Gather", [flat, "logits_index"], "final.last", axis=0)

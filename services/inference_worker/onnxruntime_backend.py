@@ -53,6 +53,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
         self._ort = ort
         pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_")]
         self.layers, self.heads, self.head_size = len(pasts), pasts[0].shape[1], pasts[0].shape[3]
+        self.cache_dtype = np.float16 if pasts[0].type == "tensor(float16)" else np.float32  # onnx_graph.py
         config = json.loads((Path(model_dir) / "config.json").read_text())
         self.max_positions = int(config.get("n_positions") or config.get("max_position_embeddings") or 1024)
         self.loaded()
@@ -91,7 +92,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
         if steps < 1:
             raise ValueError(f"a prompt of {width} tokens leaves no room in the model's {self.max_positions} positions")
         cache = [
-            np.zeros((rows, self.heads, width + steps, self.head_size), dtype=np.float32)
+            np.zeros((rows, self.heads, width + steps, self.head_size), dtype=self.cache_dtype)
             for _ in range(2 * self.layers)
         ]
         logits = np.concatenate(
@@ -147,7 +148,8 @@ class OnnxRuntimeBackend(ConvertedBackend):
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
         cache = [
-            np.zeros((1, self.heads, len(prompt), self.head_size), dtype=np.float32) for _ in range(2 * self.layers)
+            np.zeros((1, self.heads, len(prompt), self.head_size), dtype=self.cache_dtype)
+            for _ in range(2 * self.layers)
         ]
         return self._prefill([prompt], cache)[0]
 
@@ -222,7 +224,7 @@ class CacheSlots:
         self.slots = slots
         self.slot_tokens = min(slot_tokens, backend.max_positions)
         shape = (slots, backend.heads, self.slot_tokens, backend.head_size)
-        self.cache = [small_pages(shape, np.float32) for _ in range(2 * backend.layers)]
+        self.cache = [small_pages(shape, backend.cache_dtype) for _ in range(2 * backend.layers)]
         self.lengths = np.zeros(slots, dtype=np.int64)  # tokens in each row's cache
         self._bindings: dict[int, object] = {}
         self._rows = np.arange(slots, dtype=np.int64)
