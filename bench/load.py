@@ -199,7 +199,8 @@ def best_rate(result: dict, bound: float = P95_BOUND_S) -> float:
 def table(results: list[dict], args) -> str:
     lines = [
         f"Open-loop Poisson arrivals, {args.duration:.0f} s per rate, {args.prompt_tokens}-token prompts, "
-        f"{args.new_tokens}-token replies, onnxruntime int8, one worker process; `uptime` before: {args.uptime}",
+        f"{args.new_tokens}-token replies, onnxruntime int8, one worker process"
+        f" (INFERENCE_SPIN_WAIT={os.environ.get('INFERENCE_SPIN_WAIT', 'true')}); load average before: {args.uptime}",
         "",
         "| scheduler | offered /s | achieved /s | p50 s | p95 s | lost | worker peak RSS MB | load avg |",
         "|---|---|---|---|---|---|---|---|",

@@ -47,6 +47,8 @@ class OnnxRuntimeBackend(ConvertedBackend):
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = self.threads_per_lane
         session_options.inter_op_num_threads = 1
+        if not self.options.spin_wait:  # on cores shared with other work, a spinning thread waits for its turn
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.converted_dir / "model.onnx"), session_options, providers=["CPUExecutionProvider"]
         )

@@ -35,6 +35,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         threads_per_lane=settings.inference_threads_per_lane,
         quantization=settings.inference_quantization,
         cache_dir=settings.inference_cache_dir or settings.data_dir / "converted-models",
+        spin_wait=settings.inference_spin_wait,
     )
 
 

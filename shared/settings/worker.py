@@ -59,6 +59,11 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         le=4096,
         description="Continuous scheduler: tokens one cache slot holds (prompt + reply); 0 = MAX_CONTEXT_TOKENS + 256.",
     )
+    inference_spin_wait: bool = Field(
+        default=True,
+        description="onnxruntime's threads spin between operators (fastest on cores of its own); false on cores "
+        "shared with other work (2.3x faster steps there, measured: docs/inference.md).",
+    )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(
         default=20.0,
