@@ -48,7 +48,7 @@ class PeakRss:
     """Peak resident memory of a process tree, sampled in a thread while measuring."""
 
     def __init__(self, pid: int):
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         self.proc = psutil.Process(pid)
         self.peak = 0.0
@@ -56,7 +56,7 @@ class PeakRss:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        import psutil
+        import psutil  # type: ignore[import-untyped]
 
         while not self._stop.is_set():
             try:
@@ -77,7 +77,7 @@ class PeakRss:
 
 def arrivals(rate: float, duration: float, seed: int) -> list[float]:
     """Poisson arrival times (seconds from the start) at `rate` per second over `duration`."""
-    rnd, t, times = random.Random(seed), 0.0, []
+    rnd, t, times = random.Random(seed), 0.0, list[float]()
     while True:
         t += rnd.expovariate(rate)
         if t >= duration:
@@ -150,7 +150,7 @@ async def measure(args, model: Path, ways: dict[str, tuple[str, object]]) -> dic
     dialog = bench_dialog(
         lambda t: tokenizer.encode(t, add_special_tokens=False), tokenizer.eos_token, args.prompt_tokens
     )
-    params = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
+    params = GenerationParams.model_validate({"max_new_tokens": args.new_tokens, **PARAMS})
     clients = {way: GenerationClient(QueueSettings(redis_url=url)) for way, (url, _) in ways.items()}
     results: dict[str, dict] = {way: {"way": way, "rates": [], "lone": []} for way in ways}
     try:

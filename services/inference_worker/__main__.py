@@ -1,8 +1,9 @@
 """`python -m services.inference_worker`: a Celery worker on both queues, interactive first.
 
 One model copy per process. With a fast backend (onnxruntime, the default, or ctranslate2) the
-process runs a threads pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with
-transformers one prefork child. Scale with more processes or pods.
+process runs a threads pool of INFERENCE_SLOTS jobs that share the model (on parallel lanes, or
+in the continuous scheduler's cache slots: INFERENCE_SCHEDULER); with transformers one prefork
+child. Scale with more processes or pods.
 Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`).
 """
 

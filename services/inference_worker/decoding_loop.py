@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,9 @@ from services.inference_worker.onnxruntime_backend import prefill_groups
 from services.inference_worker.sampling import ban, draw, penalise
 from services.inference_worker.scheduler import DeadlineExpired, Job, Priority
 from shared.schemas import GenerationParams
+
+if TYPE_CHECKING:
+    from services.inference_worker.onnxruntime_backend import CacheSlots
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class _Sequence:
     steps: int  # tokens it may generate
     rng: np.random.Generator
     seen: np.ndarray
+    banned: np.ndarray  # token ids never drawn (the codec's special tokens but eos)
+    eos_id: int
     new: list[int] = field(default_factory=list)
     next_token: int = 0
     attempt: int = 0
@@ -96,7 +102,7 @@ class DecodingLoop:
         self._cond = threading.Condition()
         self._stopping = False
         self._rows: list[_Sequence] = []  # row i of the cache slots is self._rows[i]
-        self._cache = None  # the backend's slots, opened on first admission
+        self._cache: CacheSlots | None = None  # the backend's slots, opened on first admission
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # rows per step, recent (bench, logs)
         self.steps = 0
         self._thread = threading.Thread(target=self._loop, name="decoding-loop", daemon=True)
@@ -206,16 +212,17 @@ class DecodingLoop:
             seq.job.future.set_exception(DeadlineExpired(f"deadline passed {late:.1f}s ago, after {tokens} tokens"))
         self._retire(gone)
 
-    def _slots_for(self, generator: Generator):
+    def _slots_for(self, generator: Generator) -> CacheSlots:
         backend = generator.backend
         if self._cache is None or self._cache.backend is not backend:
             self._cache = None  # the old pool's memory goes before the new one is allocated
             tokens = self.slot_tokens or generator.max_context_tokens + MAX_NEW_TOKENS
-            self._cache = backend.open_slots(self.slots, tokens)
+            cache: CacheSlots = backend.open_slots(self.slots, tokens)  # type: ignore[attr-defined]
             log.info(
                 "cache slots opened",
-                extra={"slots": self.slots, "slot_tokens": self._cache.slot_tokens, "mb": self._cache.nbytes >> 20},
+                extra={"slots": self.slots, "slot_tokens": cache.slot_tokens, "mb": cache.nbytes >> 20},
             )
+            self._cache = cache
         return self._cache
 
     def _admit(self, admitted: list[Job | _Sequence]) -> None:
@@ -275,6 +282,8 @@ class DecodingLoop:
             steps=steps,
             rng=np.random.default_rng(seed if seed is not None else np.random.SeedSequence()),
             seen=np.unique(np.asarray(prompt, dtype=np.int64)),
+            banned=np.asarray(generator.codec.banned_ids, dtype=np.int64),
+            eos_id=generator.codec.eos_id,
             attempt=attempt,
             spent=spent,
         )
@@ -283,7 +292,8 @@ class DecodingLoop:
         tokens = np.fromiter((seq.next_token for seq in self._rows), dtype=np.int64, count=len(self._rows))
         self.batch_sizes.append(len(self._rows))
         self.steps += 1
-        logits = self._cache.step(tokens)  # type: ignore[union-attr]
+        assert self._cache is not None  # rows exist only in an opened pool
+        logits = self._cache.step(tokens)
         self._sample(list(range(len(self._rows))), logits)
 
     def _sample(self, rows: list[int], logits: np.ndarray) -> None:
@@ -293,10 +303,10 @@ class DecodingLoop:
             seq = self._rows[row]
             params = seq.job.params
             scores = np.array(row_logits, dtype=np.float32)
-            ban(scores, seq.generator.backend.banned)
+            ban(scores, seq.banned)
             penalise(scores, seq.seen, params.repetition_penalty)
             token = draw(scores, params, seq.rng)
-            if token == seq.generator.backend.eos_token_id:
+            if token == seq.eos_id:
                 ended.append(row)
                 continue
             seq.new.append(token)
@@ -327,7 +337,8 @@ class DecodingLoop:
         for row in sorted(set(rows), reverse=True):
             last = len(self._rows) - 1
             if row != last:
-                self._cache.move(last, row)  # type: ignore[union-attr]
+                assert self._cache is not None
+                self._cache.move(last, row)
                 self._rows[row] = self._rows[last]
             self._rows.pop()
 

@@ -115,7 +115,7 @@ _scheduler_lock = threading.Lock()
 
 
 # What INFERENCE_SCHEDULER=auto means (docs/inference.md, "Continuous batching": measured here).
-AUTO_SCHEDULER = "batch"
+AUTO_SCHEDULER = "continuous"
 
 
 def scheduler_kind(settings: Settings, backend_kind: str) -> str:

@@ -50,8 +50,8 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
     inference_scheduler: Literal["auto", "continuous", "batch"] = Field(
         default="auto",
         description="How jobs share the model: `continuous` = one decoding loop whose cache slots jobs join and "
-        "leave at every token (onnxruntime only), `batch` = micro-batches run to the end on lanes; auto = batch "
-        '(measured: docs/inference.md, "Continuous batching").',
+        "leave at every token (onnxruntime only), `batch` = micro-batches run to the end on lanes; auto = continuous "
+        "with onnxruntime, else batch (measured: docs/inference.md, \"Continuous batching\").",
     )
     inference_slot_tokens: int = Field(
         default=0,

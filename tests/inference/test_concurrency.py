@@ -12,6 +12,7 @@ import pytest
 
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.decoding_loop import DecodingLoop
 from services.inference_worker.generation import Generator
 from services.inference_worker.scheduler import Scheduler
 from shared.generation_client import GenerationClient
@@ -269,9 +270,14 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
 
     backend = load_backend("auto", converted_wider, BackendOptions(threads=2))
     assert (backend.name, backend.lanes, backend.threads_per_lane) == ("onnxruntime", 2, 2)
-    scheduler = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
-    assert not scheduler.spread
+    settings = WorkerSettings(redis_url="redis://unused", inference_scheduler="batch")
+    scheduler = make_scheduler(Generator(backend), backend, settings)
+    assert isinstance(scheduler, Scheduler) and not scheduler.spread
     scheduler.stop()
+    # The default on onnxruntime is the continuous scheduler (docs/inference.md, "Continuous batching").
+    loop = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
+    assert isinstance(loop, DecodingLoop) and loop.slots == 16
+    loop.stop()
 
 
 def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Path, tmp_path: Path):
@@ -298,6 +304,7 @@ def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Pat
 def test_a_threads_pool_worker_takes_enough_jobs_for_every_lane_to_fill_a_batch():
     from services.inference_worker.__main__ import job_slots
 
-    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_threads=2)) == 2 * 8
-    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_lanes=3, inference_max_batch=4)) == 12
+    batch = WorkerSettings(redis_url="redis://unused", inference_scheduler="batch", inference_threads=2)
+    assert job_slots(batch) == 2 * 8
+    assert job_slots(batch.model_copy(update={"inference_lanes": 3, "inference_max_batch": 4})) == 12
     assert job_slots(WorkerSettings(redis_url="redis://unused", inference_slots=5)) == 5
