@@ -233,6 +233,8 @@ class DecodingLoop:
                 sequences.append(item)
                 continue
             job = item
+            if not job.future.set_running_or_notify_cancel():
+                continue  # its caller cancelled it while it waited
             if job.deadline is not None and now_wall > job.deadline:
                 job.future.set_exception(DeadlineExpired(f"deadline passed {now_wall - job.deadline:.1f}s ago"))
                 continue

@@ -14,7 +14,7 @@ from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import ensure_converted
 from services.inference_worker.decoding_loop import DecodingLoop
 from services.inference_worker.generation import Generator
-from services.inference_worker.scheduler import Scheduler
+from services.inference_worker.scheduler import DeadlineExpired, Scheduler
 from shared.generation_client import GenerationClient
 from shared.schemas import GenerationParams
 from shared.settings import QueueSettings, WorkerSettings
@@ -160,6 +160,16 @@ def test_interactive_job_overtakes_a_pile_of_bulk_jobs(two_lane_generator: Gener
         scheduler.stop()
     bulk_before = sum(1 for name, i in order.items() if name.startswith("bulk") and i < order["hurry"])
     assert bulk_before <= 2, f"{bulk_before} bulk jobs finished before the interactive one"
+
+
+def test_the_batch_scheduler_drops_a_job_whose_deadline_passed(two_lane_generator: Generator):
+    scheduler = Scheduler(two_lane_generator, lanes=2)
+    try:
+        with pytest.raises(DeadlineExpired):
+            scheduler.reply(["поздно"], LONG, deadline=time.time() - 1, timeout=120)
+        assert scheduler.reply(["вовремя"], LONG, deadline=time.time() + 600, timeout=120).text
+    finally:
+        scheduler.stop()
 
 
 def test_seeded_jobs_are_not_batched(two_lane_generator: Generator):

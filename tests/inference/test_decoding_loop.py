@@ -187,3 +187,17 @@ async def test_a_worker_serves_replies_through_the_decoding_loop(start_worker, p
     assert all(r.text and r.worker == "continuous@test" for r in results)
     log = worker.log_text()
     assert '"cache slots opened"' in log and '"slots": 3' in log
+
+
+def test_a_job_cancelled_while_it_waits_is_skipped(fp32_generator: Generator):
+    loop = DecodingLoop(fp32_generator, slots=1, slot_tokens=128)
+    try:
+        with loop._cond:  # both queued before the loop admits either
+            first = loop.submit(["первый"], GREEDY)
+            second = loop.submit(["второй"], GREEDY)
+            assert second.cancel()
+        assert first.result(120).text
+        assert loop.submit(["третий"], GREEDY).result(120).text  # the loop carried on
+    finally:
+        loop.stop()
+    assert second.cancelled()
