@@ -241,9 +241,12 @@ class Scheduler:
 
     def _run(self, batch: list[Job]) -> None:
         now = time.time()
-        for job in [job for job in batch if job.deadline is not None and now > job.deadline]:
-            job.future.set_exception(DeadlineExpired(f"deadline passed {now - job.deadline:.1f}s before its batch"))  # type: ignore[operator]
-            batch.remove(job)
+        late = [job for job in batch if job.deadline is not None and now > job.deadline]
+        for job in late:
+            job.future.set_exception(
+                DeadlineExpired(f"deadline passed {now - (job.deadline or now):.1f}s before its batch")
+            )
+        batch = [job for job in batch if job not in late]  # a new list: the lane still reads the one it was given
         if not batch:
             return
         started = self._clock()
