@@ -51,7 +51,7 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default="auto",
         description="How jobs share the model: `continuous` = one decoding loop whose cache slots jobs join and "
         "leave at every token (onnxruntime only), `batch` = micro-batches run to the end on lanes; auto = continuous "
-        "with onnxruntime, else batch (measured: docs/inference.md, \"Continuous batching\").",
+        'with onnxruntime, else batch (measured: docs/inference.md, "Continuous batching").',
     )
     inference_slot_tokens: int = Field(
         default=0,
