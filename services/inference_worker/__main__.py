@@ -1,8 +1,9 @@
 """`python -m services.inference_worker`: a Celery worker on both queues, interactive first.
 
 One model copy per process. With a fast backend (onnxruntime, the default, or ctranslate2) the
-process runs a threads pool of INFERENCE_SLOTS jobs that share the model on parallel lanes; with
-transformers one prefork child. Scale with more processes or pods.
+process runs a threads pool of INFERENCE_SLOTS jobs that share the model (on parallel lanes, or
+in the continuous scheduler's cache slots: INFERENCE_SCHEDULER); with transformers one prefork
+child. Scale with more processes or pods.
 Extra arguments pass through to `celery worker` (e.g. `--concurrency 2 -n w2@%h`).
 """
 
@@ -26,12 +27,18 @@ def prepare_metrics_dir() -> None:
 
 
 def job_slots(settings: WorkerSettings) -> int:
-    """INFERENCE_SLOTS, by default enough jobs for every lane to fill a batch, and as many again
-    waiting to form the next one (the throughput this gives: docs/deploy.md, "Load test")."""
+    """INFERENCE_SLOTS. By default, with the continuous scheduler, its cache slots: the worker
+    takes from Redis only jobs it can start at the next token, and the rest stay in the queue,
+    where autoscaling sees them. With the batch scheduler, enough jobs for every lane to fill a
+    batch, and as many again waiting to form the next one (docs/deploy.md, "Load test")."""
     if settings.inference_slots:
         return settings.inference_slots
     from services.inference_worker.backends import planned_lanes
-    from services.inference_worker.runtime import backend_options
+    from services.inference_worker.decoding_loop import DEFAULT_SLOTS
+    from services.inference_worker.runtime import backend_options, scheduler_kind
+
+    if scheduler_kind(settings, settings.inference_backend) == "continuous":
+        return DEFAULT_SLOTS
 
     return max(1, planned_lanes(settings.inference_backend, backend_options(settings)) * settings.inference_max_batch)
 

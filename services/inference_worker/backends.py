@@ -49,6 +49,7 @@ class BackendOptions:
     threads_per_lane: int = 0
     quantization: str = "int8"
     cache_dir: Path | None = None
+    spin_wait: bool = True  # onnxruntime's threads spin between operators (INFERENCE_SPIN_WAIT)
 
     @property
     def cores(self) -> int:

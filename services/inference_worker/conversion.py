@@ -37,6 +37,9 @@ QUANTIZATIONS = ("int8", "float32")
 # engine -> (folder prefix, the file whose presence means a finished conversion)
 ENGINES = {"onnxruntime": ("onnx", "model.onnx"), "ctranslate2": ("ct2", "model.bin")}
 META_FILE = "dvach-conversion.json"
+# The converted format of each engine: a conversion of another format is made again. onnxruntime
+# 2: int8 graphs keep the key/value cache in float16 (onnx_graph.py).
+FORMATS = {"onnxruntime": 2, "ctranslate2": 1}
 # Files whose change means the checkpoint changed (weights, config, tokenizer).
 _SOURCE_PATTERNS = (
     "config.json",
@@ -119,6 +122,7 @@ def ensure_converted(
                 "source": str(model_dir),
                 "fingerprint": fingerprint,
                 "engine": engine,
+                "format": FORMATS[engine],
                 "quantization": quantization,
                 "converted_at": time.time(),
                 "seconds": round(time.perf_counter() - started, 1),
@@ -139,7 +143,12 @@ def ensure_converted(
 
 def _is_current(out: Path, fingerprint: str, engine: str) -> bool:
     meta = read_meta(out)
-    return meta is not None and meta.get("fingerprint") == fingerprint and (out / ENGINES[engine][1]).exists()
+    return (
+        meta is not None
+        and meta.get("fingerprint") == fingerprint
+        and meta.get("format", 1) == FORMATS[engine]
+        and (out / ENGINES[engine][1]).exists()
+    )
 
 
 def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str) -> None:

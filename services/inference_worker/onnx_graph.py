@@ -14,7 +14,8 @@ Inputs: `input_ids` and `position_ids` [batch, seq] int64, `seqlens_k` [batch] i
 in the cache after this step, minus one), `total_sequence_length` [1] int32 (the step's longest
 row: the padded prompt length when prefilling, else max(seqlens_k)+1), `logits_index` [batch]
 int64 (the row of the flattened [batch*seq] hidden states to score: each row's last real
-token), and per layer `past_key_{i}`/`past_value_{i}` [batch, heads, max_len, head_size].
+token), and per layer `past_key_{i}`/`past_value_{i}` [batch, heads, max_len, head_size]
+(float16 in int8 graphs: Cast nodes around each attention; float32 in float32 graphs).
 Outputs: `logits` [batch, vocab] and `present_key_{i}`/`present_value_{i}` (bound to the same
 buffers as the pasts, so nothing is copied).
 
@@ -104,27 +105,31 @@ def quantize_int8(weight: np.ndarray) -> tuple[np.ndarray, np.float32]:
     return np.clip(np.rint(weight / scale), -127, 127).astype(np.int8), scale
 
 
-def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
-    """The onnx.ModelProto of the decoder (see the module's docstring); weights go to `data`."""
-    from onnx import helper
+class _Graph:
+    """The decoder's nodes as they are added, its weights streamed into `data`."""
 
-    layers, width, heads = config["n_layer"], config["n_embd"], config["n_head"]
-    head_size = width // heads
-    if head_size * heads != width or head_size % 8:
-        raise UnsupportedModel(f"head size {width}/{heads} must be a whole multiple of 8")
-    eps = float(config.get("layer_norm_epsilon", 1e-5))
-    activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
-    vocab = weights["wte.weight"].shape[0]
-    int8 = quantization == "int8"
-    nodes = []
+    def __init__(self, config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
+        from onnx import TensorProto
 
-    def node(op: str, inputs: list[str], output: str, domain: str = "", **attrs) -> str:
-        nodes.append(helper.make_node(op, inputs, [output], name=output, domain=domain, **attrs))
+        self.weights, self.data = weights, data
+        self.heads = config["n_head"]
+        self.eps = float(config.get("layer_norm_epsilon", 1e-5))
+        self.int8 = quantization == "int8"
+        # int8 graphs keep the key/value cache in float16 (half the memory per token); float32 ones in
+        # float32, where greedy tokens must equal transformers' exactly.
+        self.cache_type = TensorProto.FLOAT16 if self.int8 else TensorProto.FLOAT
+        self.nodes: list = []
+
+    def node(self, op: str, inputs: list[str], output: str, domain: str = "", **attrs) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [output], name=output, domain=domain, **attrs))
         return output
 
-    def matmul(x: str, weight: np.ndarray, name: str, bias: np.ndarray | None = None) -> str:
+    def matmul(self, x: str, weight: np.ndarray, name: str, bias: np.ndarray | None = None) -> str:
         """x @ weight (+ bias); GPT-2's Conv1D stores weights [in, out]."""
-        if int8:
+        data = self.data
+        if self.int8:
             q, scale = quantize_int8(weight)
             inputs = [
                 x,
@@ -134,76 +139,104 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
             ]
             if bias is not None:
                 inputs.append(data.add(f"{name}.bias", bias))
-            return node("DynamicQuantizeMatMul", inputs, f"{name}.out", domain="com.microsoft")
-        y = node("MatMul", [x, data.add(f"{name}.weight", weight)], f"{name}.matmul")
-        return y if bias is None else node("Add", [y, data.add(f"{name}.bias", bias)], f"{name}.out")
+            return self.node("DynamicQuantizeMatMul", inputs, f"{name}.out", domain="com.microsoft")
+        y = self.node("MatMul", [x, data.add(f"{name}.weight", weight)], f"{name}.matmul")
+        return y if bias is None else self.node("Add", [y, data.add(f"{name}.bias", bias)], f"{name}.out")
 
-    def embedding(table: np.ndarray, ids: str, name: str) -> str:
-        if int8:
+    def embedding(self, table: np.ndarray, ids: str, name: str) -> str:
+        data = self.data
+        if self.int8:
             q, scale = quantize_int8(table)
-            rows = node("Gather", [data.add(f"{name}.weight", q), ids], f"{name}.rows")
-            return node(
+            rows = self.node("Gather", [data.add(f"{name}.weight", q), ids], f"{name}.rows")
+            return self.node(
                 "DequantizeLinear",
                 [rows, data.add(f"{name}.scale", scale), data.add(f"{name}.zero", np.int8(0))],
                 f"{name}.out",
             )
-        return node("Gather", [data.add(f"{name}.weight", table), ids], f"{name}.out")
+        return self.node("Gather", [data.add(f"{name}.weight", table), ids], f"{name}.out")
 
-    def layer_norm(x: str, prefix: str, name: str) -> str:
-        return node(
+    def layer_norm(self, x: str, prefix: str, name: str) -> str:
+        return self.node(
             "LayerNormalization",
             [
                 x,
-                data.add(f"{name}.weight", weights[f"{prefix}.weight"]),
-                data.add(f"{name}.bias", weights[f"{prefix}.bias"]),
+                self.data.add(f"{name}.weight", self.weights[f"{prefix}.weight"]),
+                self.data.add(f"{name}.bias", self.weights[f"{prefix}.bias"]),
             ],
             f"{name}.out",
             axis=-1,
-            epsilon=eps,
+            epsilon=self.eps,
         )
 
-    tokens = embedding(weights["wte.weight"], "input_ids", "wte")
-    positions = node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
-    hidden = node("Add", [tokens, positions], "embed.out")
-    for i in LoggedProgress(range(layers), desc=f"{quantization} conversion", unit="layer"):
-        p = f"h.{i}"
-        attn_in = layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
-        # packed [q | k | v], as GroupQueryAttention takes it
-        qkv = matmul(attn_in, weights[f"{p}.attn.c_attn.weight"], f"l{i}.qkv", weights[f"{p}.attn.c_attn.bias"])
-        nodes.append(
+    def attention(self, i: int, qkv: str, output: str) -> str:
+        """GroupQueryAttention on layer i's cache (which it writes in place); in float16 when the
+        cache is (the op takes one type for all its inputs), with casts around it."""
+        from onnx import TensorProto, helper
+
+        attn = output
+        if self.cache_type == TensorProto.FLOAT16:
+            qkv = self.node("Cast", [qkv], f"l{i}.qkv16", to=TensorProto.FLOAT16)
+            attn = f"l{i}.attn16"
+        self.nodes.append(
             helper.make_node(
                 "GroupQueryAttention",
                 [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
-                [f"l{i}.attn", f"present_key_{i}", f"present_value_{i}"],
-                name=f"l{i}.attn",
+                [attn, f"present_key_{i}", f"present_value_{i}"],
+                name=attn,
                 domain="com.microsoft",
-                num_heads=heads,
-                kv_num_heads=heads,
+                num_heads=self.heads,
+                kv_num_heads=self.heads,
             )
         )
-        attn_out = matmul(
-            f"l{i}.attn", weights[f"{p}.attn.c_proj.weight"], f"l{i}.attn_proj", weights[f"{p}.attn.c_proj.bias"]
-        )
-        hidden = node("Add", [hidden, attn_out], f"l{i}.resid_1")
-        mlp_in = layer_norm(hidden, f"{p}.ln_2", f"l{i}.ln_2")
-        fc = matmul(mlp_in, weights[f"{p}.mlp.c_fc.weight"], f"l{i}.fc")
-        act = node(
+        return output if attn == output else self.node("Cast", [attn], output, to=TensorProto.FLOAT)
+
+    def block(self, i: int, hidden: str, activation: str) -> str:
+        """GPT-2's layer i: attention and MLP, each after a layer norm, each added to `hidden`."""
+        p, w = f"h.{i}", self.weights
+        attn_in = self.layer_norm(hidden, f"{p}.ln_1", f"l{i}.ln_1")
+        # packed [q | k | v], as GroupQueryAttention takes it
+        qkv = self.matmul(attn_in, w[f"{p}.attn.c_attn.weight"], f"l{i}.qkv", w[f"{p}.attn.c_attn.bias"])
+        attn = self.attention(i, qkv, f"l{i}.attn")
+        attn_out = self.matmul(attn, w[f"{p}.attn.c_proj.weight"], f"l{i}.attn_proj", w[f"{p}.attn.c_proj.bias"])
+        hidden = self.node("Add", [hidden, attn_out], f"l{i}.resid_1")
+        mlp_in = self.layer_norm(hidden, f"{p}.ln_2", f"l{i}.ln_2")
+        fc = self.matmul(mlp_in, w[f"{p}.mlp.c_fc.weight"], f"l{i}.fc")
+        act = self.node(
             activation,
-            [fc, data.add(f"l{i}.fc.bias", weights[f"{p}.mlp.c_fc.bias"])],
+            [fc, self.data.add(f"l{i}.fc.bias", w[f"{p}.mlp.c_fc.bias"])],
             f"l{i}.act",
             domain="com.microsoft",
         )
-        mlp_out = matmul(act, weights[f"{p}.mlp.c_proj.weight"], f"l{i}.mlp_proj", weights[f"{p}.mlp.c_proj.bias"])
-        hidden = node("Add", [hidden, mlp_out], f"l{i}.resid_2")
-    # Score only each row's last real token: [batch*seq, width] rows picked by logits_index.
-    flat = node("Reshape", [hidden, data.add("flat_shape", np.array([-1, width], dtype=np.int64))], "final.flat")
-    last = node("Gather", [flat, "logits_index"], "final.last", axis=0)
-    normed = layer_norm(last, "ln_f", "final.ln")
-    scores = matmul(normed, weights["lm_head.weight"].T, "lm_head")
-    node("Identity", [scores], "logits")
+        mlp_out = self.matmul(act, w[f"{p}.mlp.c_proj.weight"], f"l{i}.mlp_proj", w[f"{p}.mlp.c_proj.bias"])
+        return self.node("Add", [hidden, mlp_out], f"l{i}.resid_2")
 
-    graph_inputs, graph_outputs = _graph_io(layers, heads, head_size, vocab)
-    graph = helper.make_graph(nodes, "gpt2-decoder", graph_inputs, graph_outputs, data.tensors)
+
+def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
+    """The onnx.ModelProto of the decoder (see the module's docstring); weights go to `data`."""
+    from onnx import helper
+
+    layers, width, heads = config["n_layer"], config["n_embd"], config["n_head"]
+    head_size = width // heads
+    if head_size * heads != width or head_size % 8:
+        raise UnsupportedModel(f"head size {width}/{heads} must be a whole multiple of 8")
+    activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
+    vocab = weights["wte.weight"].shape[0]
+    g = _Graph(config, weights, quantization, data)
+
+    tokens = g.embedding(weights["wte.weight"], "input_ids", "wte")
+    positions = g.node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
+    hidden = g.node("Add", [tokens, positions], "embed.out")
+    for i in LoggedProgress(range(layers), desc=f"{quantization} conversion", unit="layer"):
+        hidden = g.block(i, hidden, activation)
+    # Score only each row's last real token: [batch*seq, width] rows picked by logits_index.
+    flat = g.node("Reshape", [hidden, data.add("flat_shape", np.array([-1, width], dtype=np.int64))], "final.flat")
+    last = g.node("Gather", [flat, "logits_index"], "final.last", axis=0)
+    normed = g.layer_norm(last, "ln_f", "final.ln")
+    scores = g.matmul(normed, weights["lm_head.weight"].T, "lm_head")
+    g.node("Identity", [scores], "logits")
+
+    graph_inputs, graph_outputs = _graph_io(layers, heads, head_size, vocab, g.cache_type)
+    graph = helper.make_graph(g.nodes, "gpt2-decoder", graph_inputs, graph_outputs, data.tensors)
     model = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)],
@@ -213,8 +246,9 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
     return model
 
 
-def _graph_io(layers: int, heads: int, head_size: int, vocab: int) -> tuple[list, list]:
-    """The graph's inputs and outputs: the step's tokens, and each layer's cache buffer in and out."""
+def _graph_io(layers: int, heads: int, head_size: int, vocab: int, cache_type: int) -> tuple[list, list]:
+    """The graph's inputs and outputs: the step's tokens, and each layer's cache buffer in and out
+    (of `cache_type`, an onnx TensorProto data type)."""
     from onnx import TensorProto, helper
 
     cache_shape: list[str | int] = ["batch", heads, "max_len", head_size]
@@ -228,8 +262,8 @@ def _graph_io(layers: int, heads: int, head_size: int, vocab: int) -> tuple[list
     outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", vocab])]
     for i in range(layers):
         for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", TensorProto.FLOAT, cache_shape))
-            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", TensorProto.FLOAT, cache_shape))
+            inputs.append(helper.make_tensor_value_info(f"past_{kind}_{i}", cache_type, cache_shape))
+            outputs.append(helper.make_tensor_value_info(f"present_{kind}_{i}", cache_type, cache_shape))
     return inputs, outputs
 
 

@@ -47,12 +47,15 @@ class OnnxRuntimeBackend(ConvertedBackend):
         session_options = ort.SessionOptions()
         session_options.intra_op_num_threads = self.threads_per_lane
         session_options.inter_op_num_threads = 1
+        if not self.options.spin_wait:  # on cores shared with other work, a spinning thread waits for its turn
+            session_options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.converted_dir / "model.onnx"), session_options, providers=["CPUExecutionProvider"]
         )
         self._ort = ort
         pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_")]
         self.layers, self.heads, self.head_size = len(pasts), pasts[0].shape[1], pasts[0].shape[3]
+        self.cache_dtype = np.float16 if pasts[0].type == "tensor(float16)" else np.float32  # onnx_graph.py
         config = json.loads((Path(model_dir) / "config.json").read_text())
         self.max_positions = int(config.get("n_positions") or config.get("max_position_embeddings") or 1024)
         self.loaded()
@@ -91,7 +94,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
         if steps < 1:
             raise ValueError(f"a prompt of {width} tokens leaves no room in the model's {self.max_positions} positions")
         cache = [
-            np.zeros((rows, self.heads, width + steps, self.head_size), dtype=np.float32)
+            np.zeros((rows, self.heads, width + steps, self.head_size), dtype=self.cache_dtype)
             for _ in range(2 * self.layers)
         ]
         logits = np.concatenate(
@@ -138,10 +141,15 @@ class OnnxRuntimeBackend(ConvertedBackend):
         # Back to the callers' order: the row that holds prompt j is argsort(order)[j].
         return [self.continuation(new[row]) for row in np.argsort(order)]
 
+    def open_slots(self, slots: int, slot_tokens: int) -> CacheSlots:
+        """A pool of `slots` cache rows of `slot_tokens` each, for the decoding loop (decoding_loop.py)."""
+        return CacheSlots(self, slots, slot_tokens)
+
     def next_token_logits(self, prompt: list[int]) -> np.ndarray:
         """Raw logits of the token after `prompt` (float32, vocabulary-sized)."""
         cache = [
-            np.zeros((1, self.heads, len(prompt), self.head_size), dtype=np.float32) for _ in range(2 * self.layers)
+            np.zeros((1, self.heads, len(prompt), self.head_size), dtype=self.cache_dtype)
+            for _ in range(2 * self.layers)
         ]
         return self._prefill([prompt], cache)[0]
 
@@ -182,3 +190,89 @@ def prefill_groups(lengths: np.ndarray, slack: float = 1.25) -> list[tuple[int, 
             first = row
     groups.append((first, len(lengths)))
     return groups
+
+
+def small_pages(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A zeroed array whose memory becomes resident 4 KB at a time, as it is written.
+
+    numpy asks for transparent huge pages on large arrays (2 MB each): a slot row of 1024 tokens
+    keeps each head's keys in 256 KB, so one short prompt made 200 MB resident per row (measured);
+    an anonymous mapping without huge pages costs only what is written.
+    """
+    import mmap
+
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buffer.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+
+
+class CacheSlots:
+    """A fixed pool of key/value cache rows for iteration-level scheduling (decoding_loop.py).
+
+    One buffer per layer and kind, [slots, heads, slot_tokens, head_size], allocated once
+    (zeroed small pages the operating system maps only when written: resident memory follows
+    the tokens each row has held, `small_pages`). The rows in use are always rows [0, active):
+    a finished row is replaced by the last one (`move`), so each step runs one graph call over a
+    contiguous block and the IO binding of each block size is made once and reused; the graph
+    writes each step's keys and values in place. New sequences are prefilled straight into
+    their rows.
+    """
+
+    def __init__(self, backend: OnnxRuntimeBackend, slots: int, slot_tokens: int):
+        self.backend = backend
+        self.slots = slots
+        self.slot_tokens = min(slot_tokens, backend.max_positions)
+        shape = (slots, backend.heads, self.slot_tokens, backend.head_size)
+        self.cache = [small_pages(shape, backend.cache_dtype) for _ in range(2 * backend.layers)]
+        self.lengths = np.zeros(slots, dtype=np.int64)  # tokens in each row's cache
+        self._bindings: dict[int, object] = {}
+        self._rows = np.arange(slots, dtype=np.int64)
+        self._ids = np.zeros((slots, 1), dtype=np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.cache)
+
+    def prefill(self, first: int, prompts: list[list[int]]) -> np.ndarray:
+        """Prefill `prompts` into rows [first, first+len(prompts)) in one run; their next-token logits."""
+        end = first + len(prompts)
+        if end > self.slots:
+            raise ValueError(f"rows {first}..{end} past the {self.slots} slots")
+        width = max(len(p) for p in prompts)
+        if width >= self.slot_tokens:
+            raise ValueError(f"a prompt of {width} tokens does not fit a slot of {self.slot_tokens}")
+        logits = self.backend._prefill(prompts, [c[first:end] for c in self.cache])
+        self.lengths[first:end] = [len(p) for p in prompts]
+        return logits
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        """One token for each of rows [0, len(tokens)), each at its own position; their logits."""
+        active = len(tokens)
+        binding = self._bindings.get(active)
+        if binding is None:
+            binding = self._bindings[active] = self.backend._binding([c[:active] for c in self.cache])
+        lengths = self.lengths[:active]
+        self._ids[:active, 0] = tokens
+        logits = self.backend._run(
+            binding,
+            input_ids=self._ids[:active],
+            position_ids=lengths[:, None],
+            seqlens_k=lengths.astype(np.int32),
+            total_sequence_length=np.array([lengths.max() + 1], dtype=np.int32),
+            logits_index=self._rows[:active],
+        )
+        lengths += 1
+        return logits
+
+    def move(self, source: int, target: int) -> None:
+        """Row `source`'s cache (the tokens it holds) into row `target`."""
+        used = int(self.lengths[source])
+        for c in self.cache:
+            c[target, :, :used] = c[source, :, :used]
+        self.lengths[target] = used
+        self.lengths[source] = 0
+
+    def room(self, row: int) -> int:
+        """Tokens row `row` may still take."""
+        return self.slot_tokens - int(self.lengths[row])

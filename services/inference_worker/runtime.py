@@ -17,6 +17,7 @@ import time
 from pydantic import ValidationError
 
 from services.inference_worker.backends import Backend, BackendOptions, load_backend
+from services.inference_worker.decoding_loop import DecodingLoop, supports_slots
 from services.inference_worker.generation import Generator
 from services.inference_worker.model_source import ModelSource, resolve_model
 from services.inference_worker.scheduler import Scheduler
@@ -34,6 +35,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         threads_per_lane=settings.inference_threads_per_lane,
         quantization=settings.inference_quantization,
         cache_dir=settings.inference_cache_dir or settings.data_dir / "converted-models",
+        spin_wait=settings.inference_spin_wait,
     )
 
 
@@ -111,12 +113,33 @@ class ModelRuntime:
 
 
 runtime = ModelRuntime()
-_schedulers: dict[int, Scheduler] = {}  # by process id: a forked child makes its own
+_schedulers: dict[int, Scheduler | DecodingLoop] = {}  # by process id: a forked child makes its own
 _scheduler_lock = threading.Lock()
 
 
-def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler:
-    """A scheduler over `backend`'s lanes as the INFERENCE_* settings configure it."""
+# What INFERENCE_SCHEDULER=auto means (docs/inference.md, "Continuous batching": measured here).
+AUTO_SCHEDULER = "continuous"
+
+
+def scheduler_kind(settings: Settings, backend_kind: str) -> str:
+    """ "continuous" or "batch": the setting, where the backend supports it (`backend_kind` is the
+    loaded backend's name, or the planned one before loading)."""
+    kind = AUTO_SCHEDULER if settings.inference_scheduler == "auto" else settings.inference_scheduler
+    if kind == "continuous" and backend_kind not in ("onnxruntime", "auto"):
+        return "batch"
+    return kind
+
+
+def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler | DecodingLoop:
+    """The scheduler INFERENCE_SCHEDULER names, configured by the INFERENCE_* settings."""
+    if scheduler_kind(settings, backend.name) == "continuous" and supports_slots(backend):
+        from services.inference_worker.decoding_loop import DEFAULT_SLOTS
+
+        return DecodingLoop(
+            generator,
+            slots=settings.inference_slots or DEFAULT_SLOTS,
+            slot_tokens=settings.inference_slot_tokens or None,
+        )
     return Scheduler(
         generator,
         lanes=backend.lanes,
@@ -129,7 +152,7 @@ def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler
     )
 
 
-def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler:
+def scheduler_for(runtime: ModelRuntime, settings: Settings) -> Scheduler | DecodingLoop:
     """This process's scheduler (made on first use, after the model loaded).
 
     It reads `runtime.generator` for each batch, so a model version switched in by

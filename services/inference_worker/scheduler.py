@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 Priority = Literal["interactive", "bulk"]
 
 
+class DeadlineExpired(Exception):
+    """The caller's deadline passed before the job's reply was ready: not generated (or cut)."""
+
+
 @dataclass
 class Job:
     dialog: list[str]
@@ -54,6 +58,7 @@ class Job:
     arrived: float = field(default_factory=time.monotonic)  # on the scheduler's clock
     started: float | None = None  # when its batch started (the scheduler's clock)
     batch_size: int = 0
+    deadline: float | None = None  # wall-clock time after which the caller no longer wants it
 
     @property
     def batch_key(self) -> tuple:
@@ -104,9 +109,16 @@ class Scheduler:
             thread.start()
 
     # --- callers ------------------------------------------------------------------------------
-    def submit(self, dialog: list[str], params: GenerationParams, priority: Priority = "interactive") -> Future:
-        """Queue a job; its future gives a `Reply` (or raises what generation raised)."""
-        job = Job(list(dialog), params, priority, arrived=self._clock())
+    def submit(
+        self,
+        dialog: list[str],
+        params: GenerationParams,
+        priority: Priority = "interactive",
+        deadline: float | None = None,
+    ) -> Future:
+        """Queue a job; its future gives a `Reply` (or raises what generation raised, or
+        DeadlineExpired when `deadline`, a wall-clock time, passed before its batch started)."""
+        job = Job(list(dialog), params, priority, arrived=self._clock(), deadline=deadline)
         job.future.job = job  # type: ignore[attr-defined]  # lets callers read timings
         with self._cond:
             if self._stopping:
@@ -121,8 +133,9 @@ class Scheduler:
         params: GenerationParams,
         priority: Priority = "interactive",
         timeout: float | None = None,
+        deadline: float | None = None,
     ) -> Reply:
-        return self.submit(dialog, params, priority).result(timeout)
+        return self.submit(dialog, params, priority, deadline).result(timeout)
 
     def pending(self) -> int:
         with self._cond:
@@ -227,6 +240,15 @@ class Scheduler:
                 self._cond.notify_all()
 
     def _run(self, batch: list[Job]) -> None:
+        now = time.time()
+        late = [job for job in batch if job.deadline is not None and now > job.deadline]
+        for job in late:
+            job.future.set_exception(
+                DeadlineExpired(f"deadline passed {now - (job.deadline or now):.1f}s before its batch")
+            )
+        batch = [job for job in batch if job not in late]  # a new list: the lane still reads the one it was given
+        if not batch:
+            return
         started = self._clock()
         for job in batch:
             job.started, job.batch_size = started, len(batch)

@@ -12,16 +12,12 @@ from services.inference_worker import metrics
 from services.inference_worker.app import app, settings
 from services.inference_worker.model_versions import switch_if_activated
 from services.inference_worker.runtime import runtime, scheduler_for
-from services.inference_worker.scheduler import Priority
+from services.inference_worker.scheduler import DeadlineExpired, Priority
 from shared.celery_app import QUEUE_BULK
 from shared.schemas import TASK_NAME, GenerateTask, GenerationResult
 
 log = logging.getLogger(__name__)
 HOSTNAME = socket.gethostname()
-
-
-class DeadlineExpired(Exception):
-    """The caller's deadline passed while the job waited in the queue: not generated."""
 
 
 @app.task(name=TASK_NAME, bind=True)
@@ -42,7 +38,9 @@ def generate(self: Task, **payload) -> dict:
         "bulk" if (self.request.delivery_info or {}).get("routing_key") == QUEUE_BULK else "interactive"
     )
     params = runtime.params_for(task)  # unset fields: the served version's defaults, else the project's
-    reply = scheduler_for(runtime, settings).reply(task.dialog, params, priority, timeout=settings.task_time_limit_s)
+    reply = scheduler_for(runtime, settings).reply(
+        task.dialog, params, priority, timeout=settings.task_time_limit_s, deadline=task.deadline
+    )
     generate_ms = int((time.time() - started) * 1000)
     metrics.GENERATION_SECONDS.observe(generate_ms / 1000)
     metrics.GENERATED_TOKENS.inc(reply.new_tokens)

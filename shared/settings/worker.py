@@ -47,6 +47,23 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         description="Threads of one generation; 0 = measured best: onnxruntime all the cores; ctranslate2 the cores "
         "divided among the lanes, all of them from 2048 wide.",
     )
+    inference_scheduler: Literal["auto", "continuous", "batch"] = Field(
+        default="auto",
+        description="How jobs share the model: `continuous` = one decoding loop whose cache slots jobs join and "
+        "leave at every token (onnxruntime only), `batch` = micro-batches run to the end on lanes; auto = continuous "
+        'with onnxruntime, else batch (measured: docs/inference.md, "Continuous batching").',
+    )
+    inference_slot_tokens: int = Field(
+        default=0,
+        ge=0,
+        le=4096,
+        description="Continuous scheduler: tokens one cache slot holds (prompt + reply); 0 = MAX_CONTEXT_TOKENS + 256.",
+    )
+    inference_spin_wait: bool = Field(
+        default=True,
+        description="onnxruntime's threads spin between operators (fastest on cores of its own); false on cores "
+        "shared with other work (2.3x faster steps there, measured: docs/inference.md).",
+    )
     inference_max_batch: int = Field(default=8, ge=1, le=64, description="Most jobs batched on one lane.")
     inference_batch_wait_ms: float = Field(
         default=20.0,
@@ -64,7 +81,8 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=0,
         ge=0,
         le=256,
-        description="Jobs a threads-pool worker takes from the queues at once; 0 = lanes x INFERENCE_MAX_BATCH.",
+        description="Jobs a threads-pool worker takes from the queues at once; 0 = the continuous scheduler's 16 "
+        "cache slots (it takes one job per slot), else lanes x INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the fast backends (float32: for parity checks)."

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.embedded import RedisServer
 from tests.model_factory import TINY_CORPUS, make_tiny_gpt2
 
 # Threads of the in-process backends: the suite runs beside other work on 2 cores.
@@ -51,3 +52,11 @@ def trained_model_dir(tmp_path_factory) -> Path:
 def wider_model_dir(tmp_path_factory) -> Path:
     """A random GPT-2 large enough that a 60-token reply takes a noticeable while on one thread."""
     return make_tiny_gpt2(tmp_path_factory.mktemp("wider-model") / "wider-gpt2", n_layer=6, n_embd=384)
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A Redis of the test's own (a worker's queues and results, nothing shared)."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()

@@ -12,9 +12,9 @@ import pytest
 
 from services.inference_worker.backends import BackendOptions, load_backend
 from services.inference_worker.conversion import ensure_converted
+from services.inference_worker.decoding_loop import DecodingLoop
 from services.inference_worker.generation import Generator
-from services.inference_worker.scheduler import Scheduler
-from shared.embedded import RedisServer
+from services.inference_worker.scheduler import DeadlineExpired, Scheduler
 from shared.generation_client import GenerationClient
 from shared.schemas import GenerationParams
 from shared.settings import QueueSettings, WorkerSettings
@@ -162,6 +162,16 @@ def test_interactive_job_overtakes_a_pile_of_bulk_jobs(two_lane_generator: Gener
     assert bulk_before <= 2, f"{bulk_before} bulk jobs finished before the interactive one"
 
 
+def test_the_batch_scheduler_drops_a_job_whose_deadline_passed(two_lane_generator: Generator):
+    scheduler = Scheduler(two_lane_generator, lanes=2)
+    try:
+        with pytest.raises(DeadlineExpired):
+            scheduler.reply(["поздно"], LONG, deadline=time.time() - 1, timeout=120)
+        assert scheduler.reply(["вовремя"], LONG, deadline=time.time() + 600, timeout=120).text
+    finally:
+        scheduler.stop()
+
+
 def test_seeded_jobs_are_not_batched(two_lane_generator: Generator):
     scheduler = Scheduler(two_lane_generator, lanes=2, max_batch=8, batch_wait_s=0.05)
     try:
@@ -172,13 +182,6 @@ def test_seeded_jobs_are_not_batched(two_lane_generator: Generator):
         scheduler.stop()
     assert all(f.job.batch_size == 1 for f in futures)
     assert len({r.text for r in replies}) == 1  # same seed, same dialog: same reply
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    yield server
-    server.stop()
 
 
 def fast_env(redis_url: str, model_dir: Path, backend: str = "ctranslate2", **extra: str) -> dict[str, str]:
@@ -277,9 +280,14 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
 
     backend = load_backend("auto", converted_wider, BackendOptions(threads=2))
     assert (backend.name, backend.lanes, backend.threads_per_lane) == ("onnxruntime", 2, 2)
-    scheduler = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
-    assert not scheduler.spread
+    settings = WorkerSettings(redis_url="redis://unused", inference_scheduler="batch")
+    scheduler = make_scheduler(Generator(backend), backend, settings)
+    assert isinstance(scheduler, Scheduler) and not scheduler.spread
     scheduler.stop()
+    # The default on onnxruntime is the continuous scheduler (docs/inference.md, "Continuous batching").
+    loop = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
+    assert isinstance(loop, DecodingLoop) and loop.slots == 16
+    loop.stop()
 
 
 def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Path, tmp_path: Path):
@@ -306,6 +314,7 @@ def test_default_ctranslate2_layout_follows_the_model_width(converted_wider: Pat
 def test_a_threads_pool_worker_takes_enough_jobs_for_every_lane_to_fill_a_batch():
     from services.inference_worker.__main__ import job_slots
 
-    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_threads=2)) == 2 * 8
-    assert job_slots(WorkerSettings(redis_url="redis://unused", inference_lanes=3, inference_max_batch=4)) == 12
+    batch = WorkerSettings(redis_url="redis://unused", inference_scheduler="batch", inference_threads=2)
+    assert job_slots(batch) == 2 * 8
+    assert job_slots(batch.model_copy(update={"inference_lanes": 3, "inference_max_batch": 4})) == 12
     assert job_slots(WorkerSettings(redis_url="redis://unused", inference_slots=5)) == 5

@@ -1,0 +1,360 @@
+"""Iteration-level scheduling: one decoding loop per worker process, jobs join at the next token.
+
+The loop is a thread that owns a fixed pool of key/value cache slots (the backend's
+`open_slots`: onnxruntime_backend.CacheSlots). At every step it:
+1. fails the jobs whose deadline passed (queued or mid-generation: `DeadlineExpired`, the error
+   kind the gateway already knows) and frees their slots;
+2. admits waiting jobs into free slots, interactive ones first (bulk jobs may hold at most
+   `bulk_slots`, so an interactive job finds a free slot at the next step even under a pile of
+   bulk work); new jobs are prefilled, those of close prompt lengths together, straight into
+   their slots, and sample their first token from that run;
+3. runs one graph call for every sequence in the pool (each at its own position) and samples each
+   one's next token with its own parameters (sampling.py: transformers' semantics);
+4. retires the sequences that ended (eos, `max_new_tokens`, or a full slot) at once; their slots
+   are free for the next step's admissions.
+A reply that comes out empty is sampled again from the start (as Generator.reply_many does), up
+to the generator's `attempts`.
+
+Jobs with different sampling parameters share steps (sampling is per row). A job with a seed
+runs alone: with int8 weights the activations are quantized with one scale per run, so its
+logits would depend on the other rows, and a seeded reply must be reproducible; it waits for the
+running sequences to end and nothing joins it. In float32 a sequence's tokens do not depend on
+which others joined or left (tested: tests/inference/test_decoding_loop.py).
+
+The interface is the batch scheduler's (scheduler.py): `submit` / `reply` / `pending` / `stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from services.inference_worker.generation import EmptyGeneration, Generator, Reply
+from services.inference_worker.onnxruntime_backend import prefill_groups
+from services.inference_worker.sampling import ban, draw, penalise
+from services.inference_worker.scheduler import DeadlineExpired, Job, Priority
+from shared.schemas import GenerationParams
+
+if TYPE_CHECKING:
+    from services.inference_worker.onnxruntime_backend import CacheSlots
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SLOTS = 16
+MAX_NEW_TOKENS = 256  # the API's ceiling (shared/schemas.py): a slot holds a full prompt and this
+
+
+def supports_slots(backend) -> bool:
+    """Whether `backend` has the step API the loop needs (onnxruntime does; ctranslate2 does not:
+    docs/inference.md, "Continuous batching")."""
+    return callable(getattr(backend, "open_slots", None))
+
+
+@dataclass
+class _Sequence:
+    job: Job
+    generator: Generator
+    prompt: list[int]
+    steps: int  # tokens it may generate
+    rng: np.random.Generator
+    seen: np.ndarray
+    banned: np.ndarray  # token ids never drawn (the codec's special tokens but eos)
+    eos_id: int
+    new: list[int] = field(default_factory=list)
+    next_token: int = 0
+    attempt: int = 0
+    spent: int = 0  # tokens of earlier, empty attempts
+
+    @property
+    def alone(self) -> bool:
+        return self.job.params.seed is not None
+
+
+class DecodingLoop:
+    def __init__(
+        self,
+        generator: Generator | Callable[[], Generator],
+        *,
+        slots: int = DEFAULT_SLOTS,
+        slot_tokens: int | None = None,
+        bulk_slots: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        # A callable is read at each admission (the served model may be switched while running).
+        self._generator = generator if callable(generator) else (lambda: generator)
+        self.pid = os.getpid()
+        self.slots = max(1, slots)
+        self.slot_tokens = slot_tokens
+        self.bulk_slots = max(1, min(self.slots, bulk_slots if bulk_slots else self.slots - max(1, self.slots // 4)))
+        self._clock, self._wall = clock, wall_clock
+        self._queues: dict[Priority, deque[Job]] = {"interactive": deque(), "bulk": deque()}
+        self._retries: deque[_Sequence] = deque()  # empty replies to sample again, first in line
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._rows: list[_Sequence] = []  # row i of the cache slots is self._rows[i]
+        self._cache: CacheSlots | None = None  # the backend's slots, opened on first admission
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # rows per step, recent (bench, logs)
+        self.steps = 0
+        self._thread = threading.Thread(target=self._loop, name="decoding-loop", daemon=True)
+        self._thread.start()
+
+    # --- callers ------------------------------------------------------------------------------
+    def submit(
+        self,
+        dialog: list[str],
+        params: GenerationParams,
+        priority: Priority = "interactive",
+        deadline: float | None = None,
+    ) -> Future:
+        """Queue a job; its future gives a `Reply` or raises (DeadlineExpired when `deadline`, a
+        wall-clock time, passes before it ends)."""
+        job = Job(list(dialog), params, priority, arrived=self._clock(), deadline=deadline)
+        job.future.job = job  # type: ignore[attr-defined]  # lets callers read timings
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the decoding loop is stopped")
+            self._queues[priority].append(job)
+            self._cond.notify_all()
+        return job.future
+
+    def reply(
+        self,
+        dialog: list[str],
+        params: GenerationParams,
+        priority: Priority = "interactive",
+        timeout: float | None = None,
+        deadline: float | None = None,
+    ) -> Reply:
+        return self.submit(dialog, params, priority, deadline).result(timeout)
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values()) + len(self._retries)
+
+    def running(self) -> int:
+        return len(self._rows)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._rows and not self._waiting():
+                    self._cond.wait()
+                if self._stopping:
+                    self._fail_all(RuntimeError("the decoding loop stopped"))
+                    return
+                admitted = self._take_admissions()
+            try:
+                self._expire()
+                if admitted:
+                    self._admit(admitted)
+                if self._rows:
+                    self._step()
+            except Exception as exc:  # a failed run fails the sequences it held, not the loop
+                log.exception("decoding step failed")
+                self._fail_rows(exc)
+
+    def _waiting(self) -> bool:
+        return bool(self._retries or self._queues["interactive"] or self._queues["bulk"])
+
+    def _take_admissions(self) -> list[Job | _Sequence]:
+        """Jobs (and retries) for the free slots, interactive first; called with the lock held."""
+        if any(seq.alone for seq in self._rows):
+            return []  # a seeded sequence runs alone
+        free = self.slots - len(self._rows)
+        bulk_free = self.bulk_slots - sum(seq.job.priority == "bulk" for seq in self._rows)
+        taken: list[Job | _Sequence] = []
+        while self._retries and free > 0:
+            seq = self._retries[0]
+            if seq.alone and (self._rows or taken):
+                return taken
+            taken.append(self._retries.popleft())
+            free -= 1
+            bulk_free -= seq.job.priority == "bulk"
+            if seq.alone:
+                return taken
+        for priority in ("interactive", "bulk"):
+            queue = self._queues[priority]
+            while queue and free > 0 and (priority == "interactive" or bulk_free > 0):
+                job = queue[0]
+                if job.params.seed is not None and (self._rows or taken):
+                    return taken  # it waits for the pool to empty; nothing overtakes it
+                taken.append(queue.popleft())
+                free -= 1
+                bulk_free -= priority == "bulk"
+                if job.params.seed is not None:
+                    return taken
+        return taken
+
+    def _expire(self) -> None:
+        """Fail the running sequences whose deadline passed, and free their rows."""
+        now = self._wall()
+        gone = [row for row, seq in enumerate(self._rows) if seq.job.deadline is not None and now > seq.job.deadline]
+        for row in gone:
+            seq = self._rows[row]
+            late, tokens = now - (seq.job.deadline or now), len(seq.new)
+            log.info("deadline passed mid-generation, cancelled", extra={"tokens": tokens})
+            seq.job.future.set_exception(DeadlineExpired(f"deadline passed {late:.1f}s ago, after {tokens} tokens"))
+        self._retire(gone)
+
+    def _slots_for(self, generator: Generator) -> CacheSlots:
+        backend = generator.backend
+        if self._cache is None or self._cache.backend is not backend:
+            self._cache = None  # the old pool's memory goes before the new one is allocated
+            tokens = self.slot_tokens or generator.max_context_tokens + MAX_NEW_TOKENS
+            cache: CacheSlots = backend.open_slots(self.slots, tokens)  # type: ignore[attr-defined]
+            log.info(
+                "cache slots opened",
+                extra={"slots": self.slots, "slot_tokens": cache.slot_tokens, "mb": cache.nbytes >> 20},
+            )
+            self._cache = cache
+        return self._cache
+
+    def _admit(self, admitted: list[Job | _Sequence]) -> None:
+        now_wall, generator = self._wall(), self._generator()
+        sequences: list[_Sequence] = []
+        for item in admitted:
+            if isinstance(item, _Sequence):
+                sequences.append(item)
+                continue
+            job = item
+            if not job.future.set_running_or_notify_cancel():
+                continue  # its caller cancelled it while it waited
+            if job.deadline is not None and now_wall > job.deadline:
+                job.future.set_exception(DeadlineExpired(f"deadline passed {now_wall - job.deadline:.1f}s ago"))
+                continue
+            try:
+                sequences.append(self._sequence(job, generator))
+            except Exception as exc:  # noqa: BLE001  # its caller gets it (a prompt that fits no slot, ...)
+                job.future.set_exception(exc)
+        if not sequences:
+            return
+        if self._cache is not None and self._cache.backend is not generator.backend and self._rows:
+            # A new model version: the running sequences finish on the old one first.
+            with self._cond:
+                self._retries.extendleft(reversed(sequences))
+            return
+        cache = self._slots_for(generator)
+        sequences.sort(key=lambda s: len(s.prompt))
+        started = self._clock()
+        for begin, end in prefill_groups(np.array([len(s.prompt) for s in sequences])):
+            group, first = sequences[begin:end], len(self._rows)
+            try:
+                logits = cache.prefill(first, [s.prompt for s in group])
+            except Exception as exc:  # noqa: BLE001  # fails these jobs, not the running ones
+                for seq in group:
+                    seq.job.future.set_exception(exc)
+                continue
+            self._rows.extend(group)
+            for seq in group:
+                seq.job.started, seq.job.batch_size = started, len(self._rows)
+            self._sample(list(range(first, first + len(group))), logits)
+        log.debug("admitted", extra={"jobs": len(sequences), "rows": len(self._rows)})
+
+    def _sequence(self, job: Job, generator: Generator, attempt: int = 0, spent: int = 0) -> _Sequence:
+        params = job.params
+        prompt = generator.prompt_ids(generator.fit_dialog(job.dialog, params.max_new_tokens), params.length)
+        if not prompt:
+            raise ValueError("every prompt needs at least one token")
+        tokens = self.slot_tokens or generator.max_context_tokens + MAX_NEW_TOKENS
+        tokens = min(tokens, getattr(generator.backend, "max_positions", tokens))
+        steps = min(params.max_new_tokens, tokens - len(prompt))
+        if steps < 1:
+            raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in a slot of {tokens}")
+        seed = params.seed + attempt if params.seed is not None else None
+        return _Sequence(
+            job=job,
+            generator=generator,
+            prompt=prompt,
+            steps=steps,
+            rng=np.random.default_rng(seed if seed is not None else np.random.SeedSequence()),
+            seen=np.unique(np.asarray(prompt, dtype=np.int64)),
+            banned=np.asarray(generator.codec.banned_ids, dtype=np.int64),
+            eos_id=generator.codec.eos_id,
+            attempt=attempt,
+            spent=spent,
+        )
+
+    def _step(self) -> None:
+        tokens = np.fromiter((seq.next_token for seq in self._rows), dtype=np.int64, count=len(self._rows))
+        self.batch_sizes.append(len(self._rows))
+        self.steps += 1
+        assert self._cache is not None  # rows exist only in an opened pool
+        logits = self._cache.step(tokens)
+        self._sample(list(range(len(self._rows))), logits)
+
+    def _sample(self, rows: list[int], logits: np.ndarray) -> None:
+        """Each row's next token from its logits; retire the rows that ended."""
+        ended = []
+        for row, row_logits in zip(rows, logits, strict=True):
+            seq = self._rows[row]
+            params = seq.job.params
+            scores = np.array(row_logits, dtype=np.float32)
+            ban(scores, seq.banned)
+            penalise(scores, seq.seen, params.repetition_penalty)
+            token = draw(scores, params, seq.rng)
+            if token == seq.eos_id:
+                ended.append(row)
+                continue
+            seq.new.append(token)
+            seq.next_token = token
+            if params.repetition_penalty != 1.0 and token not in seq.seen:
+                seq.seen = np.union1d(seq.seen, [token])
+            if len(seq.new) >= seq.steps:
+                ended.append(row)
+        for row in ended:
+            self._finish(self._rows[row])
+        self._retire(ended)
+
+    def _finish(self, seq: _Sequence) -> None:
+        spent = seq.spent + len(seq.new)
+        text = seq.generator.backend.continuation(seq.new).text  # cut at eos or the next speaker
+        if text:
+            seq.job.future.set_result(Reply(text, spent))
+            return
+        if seq.attempt + 1 < seq.generator.attempts:
+            log.info("empty generation, sampling again", extra={"attempt": seq.attempt + 1})
+            with self._cond:
+                self._retries.append(self._sequence(seq.job, seq.generator, seq.attempt + 1, spent))
+            return
+        seq.job.future.set_exception(EmptyGeneration(f"the model gave an empty reply {seq.generator.attempts} times"))
+
+    def _retire(self, rows: list[int]) -> None:
+        """Free `rows`: the last rows move into the gaps, so rows in use stay [0, n)."""
+        for row in sorted(set(rows), reverse=True):
+            last = len(self._rows) - 1
+            if row != last:
+                assert self._cache is not None
+                self._cache.move(last, row)
+                self._rows[row] = self._rows[last]
+            self._rows.pop()
+
+    def _fail_rows(self, exc: Exception) -> None:
+        for seq in self._rows:
+            if not seq.job.future.done():
+                seq.job.future.set_exception(exc)
+        self._rows.clear()
+
+    def _fail_all(self, exc: Exception) -> None:
+        self._fail_rows(exc)
+        for seq in self._retries:
+            seq.job.future.set_exception(exc)
+        for queue in self._queues.values():
+            for job in queue:
+                job.future.set_exception(exc)
+            queue.clear()
