@@ -27,12 +27,10 @@ The interface is the batch scheduler's (scheduler.py): `submit` / `reply` / `pen
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,8 +39,7 @@ import numpy as np
 from services.inference_worker.generation import EmptyGeneration, Generator, Reply
 from services.inference_worker.onnxruntime_backend import prefill_groups
 from services.inference_worker.sampling import ban, draw, penalise
-from services.inference_worker.scheduler import DeadlineExpired, Job, Priority
-from shared.schemas import GenerationParams
+from services.inference_worker.scheduler import DeadlineExpired, Job, JobQueue
 
 if TYPE_CHECKING:
     from services.inference_worker.onnxruntime_backend import CacheSlots
@@ -79,7 +76,9 @@ class _Sequence:
         return self.job.params.seed is not None
 
 
-class DecodingLoop:
+class DecodingLoop(JobQueue):
+    name = "decoding loop"
+
     def __init__(
         self,
         generator: Generator | Callable[[], Generator],
@@ -90,17 +89,12 @@ class DecodingLoop:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
-        # A callable is read at each admission (the served model may be switched while running).
-        self._generator = generator if callable(generator) else (lambda: generator)
-        self.pid = os.getpid()
+        super().__init__(generator, clock)
         self.slots = max(1, slots)
         self.slot_tokens = slot_tokens
         self.bulk_slots = max(1, min(self.slots, bulk_slots if bulk_slots else self.slots - max(1, self.slots // 4)))
-        self._clock, self._wall = clock, wall_clock
-        self._queues: dict[Priority, deque[Job]] = {"interactive": deque(), "bulk": deque()}
+        self._wall = wall_clock
         self._retries: deque[_Sequence] = deque()  # empty replies to sample again, first in line
-        self._cond = threading.Condition()
-        self._stopping = False
         self._rows: list[_Sequence] = []  # row i of the cache slots is self._rows[i]
         self._cache: CacheSlots | None = None  # the backend's slots, opened on first admission
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # rows per step, recent (bench, logs)
@@ -108,46 +102,13 @@ class DecodingLoop:
         self._thread = threading.Thread(target=self._loop, name="decoding-loop", daemon=True)
         self._thread.start()
 
-    # --- callers ------------------------------------------------------------------------------
-    def submit(
-        self,
-        dialog: list[str],
-        params: GenerationParams,
-        priority: Priority = "interactive",
-        deadline: float | None = None,
-    ) -> Future:
-        """Queue a job; its future gives a `Reply` or raises (DeadlineExpired when `deadline`, a
-        wall-clock time, passes before it ends)."""
-        job = Job(list(dialog), params, priority, arrived=self._clock(), deadline=deadline)
-        job.future.job = job  # type: ignore[attr-defined]  # lets callers read timings
-        with self._cond:
-            if self._stopping:
-                raise RuntimeError("the decoding loop is stopped")
-            self._queues[priority].append(job)
-            self._cond.notify_all()
-        return job.future
-
-    def reply(
-        self,
-        dialog: list[str],
-        params: GenerationParams,
-        priority: Priority = "interactive",
-        timeout: float | None = None,
-        deadline: float | None = None,
-    ) -> Reply:
-        return self.submit(dialog, params, priority, deadline).result(timeout)
-
+    # --- callers (JobQueue's submit, reply and stop) -------------------------------------------
     def pending(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._queues.values()) + len(self._retries)
 
     def running(self) -> int:
         return len(self._rows)
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify_all()
 
     # --- the loop -----------------------------------------------------------------------------
     def _loop(self) -> None:

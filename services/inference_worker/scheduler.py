@@ -67,48 +67,21 @@ class Job:
         return tuple(sorted(self.params.model_dump().items()))
 
 
-class Scheduler:
-    def __init__(
-        self,
-        generator: Generator | Callable[[], Generator],
-        *,
-        lanes: int = 1,
-        max_batch: int = 8,
-        batch_wait_s: float = 0.008,
-        batch_max_wait_s: float | None = None,
-        bulk_lanes: int | None = None,
-        spread: bool = True,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        # A callable is read for each batch (the served model may be switched while running).
+class JobQueue:
+    """What callers see of a worker process's scheduler (the batch `Scheduler` here, the continuous
+    `DecodingLoop`): jobs queued by priority, each answered through a future."""
+
+    name = "scheduler"
+
+    def __init__(self, generator: Generator | Callable[[], Generator], clock: Callable[[], float]):
+        # A callable is read for each batch or admission (the served model may be switched while running).
         self._generator = generator if callable(generator) else (lambda: generator)
         self.pid = os.getpid()
-        self.lanes = max(1, lanes)
-        self.max_batch = max(1, max_batch)
-        self.batch_wait_s = batch_wait_s
-        self.batch_max_wait_s = max(
-            batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s
-        )
-        self.spread = spread
         self._clock = clock
-        self.bulk_lanes = max(1, min(self.lanes, bulk_lanes if bulk_lanes else max(1, self.lanes - 1)))
         self._queues: dict[Priority, deque[Job]] = {"interactive": deque(), "bulk": deque()}
         self._cond = threading.Condition()
-        self._idle = self.lanes
-        self._bulk_running = 0
-        self._interactive_running = 0
         self._stopping = False
-        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batch sizes, for the bench and logs
-        self._lane_inbox: list[deque[list[Job]]] = [deque() for _ in range(self.lanes)]
-        self._lane_busy = [False] * self.lanes
-        self._threads = [threading.Thread(target=self._dispatch, name="scheduler", daemon=True)]
-        self._threads += [
-            threading.Thread(target=self._lane, args=(i,), name=f"lane-{i}", daemon=True) for i in range(self.lanes)
-        ]
-        for thread in self._threads:
-            thread.start()
 
-    # --- callers ------------------------------------------------------------------------------
     def submit(
         self,
         dialog: list[str],
@@ -117,12 +90,12 @@ class Scheduler:
         deadline: float | None = None,
     ) -> Future:
         """Queue a job; its future gives a `Reply` (or raises what generation raised, or
-        DeadlineExpired when `deadline`, a wall-clock time, passed before its batch started)."""
+        DeadlineExpired when `deadline`, a wall-clock time, passes before the reply is ready)."""
         job = Job(list(dialog), params, priority, arrived=self._clock(), deadline=deadline)
         job.future.job = job  # type: ignore[attr-defined]  # lets callers read timings
         with self._cond:
             if self._stopping:
-                raise RuntimeError("the scheduler is stopped")
+                raise RuntimeError(f"the {self.name} is stopped")
             self._queues[priority].append(job)
             self._cond.notify_all()
         return job.future
@@ -145,6 +118,42 @@ class Scheduler:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+
+
+class Scheduler(JobQueue):
+    def __init__(
+        self,
+        generator: Generator | Callable[[], Generator],
+        *,
+        lanes: int = 1,
+        max_batch: int = 8,
+        batch_wait_s: float = 0.008,
+        batch_max_wait_s: float | None = None,
+        bulk_lanes: int | None = None,
+        spread: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(generator, clock)
+        self.lanes = max(1, lanes)
+        self.max_batch = max(1, max_batch)
+        self.batch_wait_s = batch_wait_s
+        self.batch_max_wait_s = max(
+            batch_wait_s, batch_max_wait_s if batch_max_wait_s is not None else 5 * batch_wait_s
+        )
+        self.spread = spread
+        self.bulk_lanes = max(1, min(self.lanes, bulk_lanes if bulk_lanes else max(1, self.lanes - 1)))
+        self._idle = self.lanes
+        self._bulk_running = 0
+        self._interactive_running = 0
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent batch sizes, for the bench and logs
+        self._lane_inbox: list[deque[list[Job]]] = [deque() for _ in range(self.lanes)]
+        self._lane_busy = [False] * self.lanes
+        self._threads = [threading.Thread(target=self._dispatch, name="scheduler", daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._lane, args=(i,), name=f"lane-{i}", daemon=True) for i in range(self.lanes)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # --- dispatcher ---------------------------------------------------------------------------
     def _first(self) -> Job | None:
