@@ -1,6 +1,6 @@
 """Real service processes for tests: Celery workers and uvicorn servers started as subprocesses.
 
-Each waits for a real readiness signal (a worker answering a broadcast ping by name, a server
+Each waits for a real readiness signal (a worker logging that its consumer takes jobs, a server
 answering /healthz), never for a fixed time. Output goes to a log file the test can read.
 """
 
@@ -16,9 +16,6 @@ from pathlib import Path
 
 import httpx
 
-from shared.celery_app import create_celery_app
-from shared.settings import QueueSettings
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -29,10 +26,12 @@ class ServiceProcess:
         self.env = {**os.environ, **env}
         self.log_path = Path(log_dir) / f"{name}.log"
         self.process: subprocess.Popen | None = None
+        self.log_start = 0  # where this run's output begins: a restarted process appends
 
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
+            self.log_start = log.tell()
             # A new session: killing the group later takes the Celery children with the parent.
             self.process = subprocess.Popen(
                 self.args, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -54,6 +53,14 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def run_log_text(self) -> str:
+        """The output of the current run only."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_start)
+            return log.read().decode(errors="replace")
 
     def stop(self, timeout: float = 20) -> None:
         """Graceful stop (SIGTERM: Celery's warm shutdown), then SIGKILL of the group."""
@@ -91,18 +98,22 @@ class Worker(ServiceProcess):
         self.node = node
 
     def wait_ready(self, timeout: float = 120) -> Worker:
-        """Until the worker answers a ping and its child logged that the model is loaded."""
-        app = create_celery_app(QueueSettings(redis_url=self.env["REDIS_URL"]))
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    raise RuntimeError(f"worker {self.node} exited:\n{self.log_text()[-3000:]}")
-                if "model loaded" in self.log_text() and app.control.ping(destination=[self.node], timeout=0.5):
-                    return self
-            raise TimeoutError(f"worker {self.node} not ready after {timeout}s:\n{self.log_text()[-3000:]}")
-        finally:
-            app.close()
+        wait_worker_ready(self, timeout)
+        return self
+
+
+def wait_worker_ready(worker: ServiceProcess, timeout: float = 120) -> None:
+    """Until the worker logged that its consumer takes jobs and that a process of it loaded the
+    model. (Not a broadcast ping: over Redis one can go unanswered by a worker that consumes fine.)"""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not worker.alive():
+            raise RuntimeError(f"worker {worker.name} exited:\n{worker.log_text()[-3000:]}")
+        log = worker.run_log_text()
+        if "worker ready" in log and "model loaded" in log:
+            return
+        time.sleep(0.05)  # polling the log; bounded by the deadline
+    raise TimeoutError(f"worker {worker.name} not ready after {timeout}s:\n{worker.log_text()[-3000:]}")
 
 
 class Gateway(ServiceProcess):

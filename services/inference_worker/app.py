@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 
-from celery.signals import setup_logging, worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import setup_logging, worker_init, worker_process_init, worker_process_shutdown, worker_ready
 
 from shared.celery_app import create_celery_app
 from shared.logging_setup import configure_from_settings
@@ -77,6 +77,13 @@ def _serve_metrics(**_kwargs) -> None:
         metrics.serve(settings.worker_metrics_port)
     except OSError as exc:  # port taken: a second worker on this host; its children still record
         log.warning("worker metrics port unavailable", extra={"port": settings.worker_metrics_port, "error": str(exc)})
+
+
+@worker_ready.connect
+def _log_ready(sender=None, **_kwargs) -> None:
+    """The consumer has started taking jobs: the readiness line operators and the tests wait for
+    (a broadcast ping over Redis can go unanswered by a worker that consumes fine)."""
+    log.info("worker ready", extra={"node": getattr(sender, "hostname", None)})
 
 
 @worker_process_shutdown.connect

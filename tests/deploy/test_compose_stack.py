@@ -26,11 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.celery_app import create_celery_app
 from shared.embedded import RedisServer, free_port
-from shared.settings import QueueSettings
 from tests.deploy import manifests as m
-from tests.processes import REPO, ServiceProcess
+from tests.processes import REPO, ServiceProcess, wait_worker_ready
 
 
 def local_environment(
@@ -65,20 +63,6 @@ def healthcheck(service: str, env: dict[str, str]) -> subprocess.CompletedProces
     assert test[0] == "CMD"
     command = [sys.executable if test[1] == "python" else test[1], *test[2:]]
     return subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=30, check=False)
-
-
-def wait_worker_ready(worker: ServiceProcess, node: str, redis_url: str, timeout: float = 120) -> None:
-    app = create_celery_app(QueueSettings(redis_url=redis_url))
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if not worker.alive():
-                raise AssertionError(f"worker exited:\n{worker.log_text()[-3000:]}")
-            if "model loaded" in worker.log_text() and app.control.ping(destination=[node], timeout=0.5):
-                return
-        raise AssertionError(f"worker not ready after {timeout}s:\n{worker.log_text()[-3000:]}")
-    finally:
-        app.close()
 
 
 def wait_port(process: ServiceProcess, port: int, timeout: float = 60) -> None:
@@ -159,7 +143,7 @@ def test_stack_started_like_compose_answers_through_the_gateway(private_redis, d
     node = f"worker@{socket.gethostname()}"
     try:
         worker.start()
-        wait_worker_ready(worker, node, private_redis)
+        wait_worker_ready(worker)
         # The worker's compose health check (the image's HEALTHCHECK, the k8s startup probe) passes.
         wait_port(worker, metrics_port)
         check = healthcheck("inference_worker", worker_env)
