@@ -217,6 +217,15 @@ def stats(
     _print(result)
 
 
+def _cleaning(settings: ScraperSettings) -> dict[str, Any]:
+    """How posts become dialog turns, as the crawler cleans them (for the offline reports)."""
+    return {
+        "max_turns": settings.scraper_max_dialog_turns,
+        "lowercase": settings.scraper_lowercase,
+        "drop_quotes": settings.scraper_drop_quotes,
+    }
+
+
 @app.command()
 @settings_options(ScraperSettings)
 def bench(
@@ -230,13 +239,7 @@ def bench(
 
     configure_from_settings(settings)
     try:
-        result = measure(
-            data_dir,
-            rounds=rounds,
-            max_turns=settings.scraper_max_dialog_turns,
-            lowercase=settings.scraper_lowercase,
-            drop_quotes=settings.scraper_drop_quotes,
-        )
+        result = measure(data_dir, rounds=rounds, **_cleaning(settings))
     except FileNotFoundError as exc:
         _fail(str(exc))
     if not per_file:
@@ -256,12 +259,7 @@ def pairs(
 
     configure_from_settings(settings)
     try:
-        result = report(
-            data_dir,
-            max_turns=settings.scraper_max_dialog_turns,
-            lowercase=settings.scraper_lowercase,
-            drop_quotes=settings.scraper_drop_quotes,
-        )
+        result = report(data_dir, **_cleaning(settings))
     except FileNotFoundError as exc:
         _fail(str(exc))
     if not changes:
