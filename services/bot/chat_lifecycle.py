@@ -176,6 +176,18 @@ class ChatLifecycle:
             log.info("chat active", extra={"chat_id": chat_id, "reason": reason})
         return changed
 
+    # --- forgetting ---------------------------------------------------------------------------------
+    async def forget(self, chat_id: int) -> None:
+        """Delete everything kept about the chat at once: its rows and every Redis key of its.
+        Raises SettingsUnavailable when the database cannot be reached (nothing is then claimed
+        deleted; the Redis keys go anyway, they are only a cache)."""
+        try:
+            await self._delete_keys(chat_id)
+        except (RedisError, OSError) as exc:
+            log.warning("forget: could not delete a chat's Redis keys", extra={"error": str(exc)})
+        await self.repo.delete(chat_id)
+        log.info("chat forgotten", extra={"chat_id": chat_id})
+
     # --- retention --------------------------------------------------------------------------------
     async def purge(self, now: datetime | None = None) -> list[int]:
         """Delete the state of chats inactive or migrated for longer than BOT_RETENTION_DAYS (as of

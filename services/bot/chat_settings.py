@@ -231,6 +231,20 @@ class ChatSettingsRepo:
         self.forget(old_id, new_id)
         return True
 
+    async def delete(self, chat_id: int) -> bool:
+        """Delete the chat's row (/forget, or a group not on the allow-list); True if there was one.
+        Raises SettingsUnavailable when the database cannot be reached."""
+        try:
+            async with self.sessions() as session, session.begin():
+                deleted = await session.scalar(
+                    delete(ChatSettings).where(ChatSettings.chat_id == chat_id).returning(ChatSettings.chat_id)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("chat settings: could not delete a chat", extra={"error": str(exc)})
+            raise SettingsUnavailable(str(exc)) from exc
+        self.forget(chat_id)
+        return deleted is not None
+
     async def purge(self, before: datetime) -> list[int]:
         """Delete the rows of chats inactive or migrated since before `before`; their ids."""
         stmt = (

@@ -22,13 +22,14 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 
 from services.bot import metrics, texts
+from services.bot.allowlist import AllowList
 from services.bot.chat_lifecycle import ChatLifecycle
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
 from services.bot.delivery import Delivery, per_second_windows
 from services.bot.handlers import commands_router, lifecycle_router, messages_router
-from services.bot.intake import ChatStateMiddleware, IntakeMiddleware
+from services.bot.intake import AllowListMiddleware, ChatStateMiddleware, IntakeMiddleware
 from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
 from services.bot.responder import Responder
@@ -177,7 +178,9 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         lifecycle=lifecycle,
         claims=claims,
     )
+    allowlist = AllowList(engine, settings.bot_allowed_chats, settings.bot_settings_cache_s)
     dp.update.outer_middleware(IntakeMiddleware(claims))
+    dp.update.outer_middleware(AllowListMiddleware(allowlist, lifecycle, delivery))
     dp.update.outer_middleware(ChatStateMiddleware(chat_settings, lifecycle))
     dp.include_routers(lifecycle_router, commands_router, messages_router)
     cleanup: asyncio.Task | None = None

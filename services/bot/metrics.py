@@ -61,6 +61,9 @@ for _removal in REMOVAL_REASONS:
 CHATS_PURGED = Counter(
     "dvach_bot_chats_purged_total", "Chats whose state the cleanup job deleted after BOT_RETENTION_DAYS."
 )
+CHATS_LEFT = Counter(
+    "dvach_bot_chats_left_total", "Groups the bot left (leaveChat) because they are not on the allow-list."
+)
 MEMBERSHIP = Counter(
     "dvach_bot_membership_updates_total",
     "my_chat_member updates handled, by change: added, removed, blocked, unblocked, other.",
@@ -105,6 +108,7 @@ SKIP_REASONS = (
     "unknown_update",
     "empty_reply",
     "inactive",
+    "not_allowed",
 )
 for _reason in SKIP_REASONS:
     SKIPS.labels(reason=_reason)

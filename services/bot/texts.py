@@ -62,6 +62,13 @@ GREETING_PRIVACY_ON = (
     "выключите режим: @BotFather → /setprivacy → Disable, и добавьте меня заново."
 )
 
+# Said once in a group not on the allow-list, right before the bot leaves it.
+NOT_ALLOWED = (
+    "Меня здесь не ждали: хозяин бота разрешил мне отвечать только в некоторых группах, и этой "
+    "среди них нет. Ухожу и ничего отсюда не сохраняю. Если это ошибка, попросите хозяина бота "
+    "добавить чат {chat_id} в список."
+)
+
 # A short apology, private chats only, at most once per BOT_APOLOGY_INTERVAL_S per chat.
 APOLOGY = "Что-то я задумался и не успел ответить. Попробуй ещё раз чуть позже."
 

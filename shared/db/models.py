@@ -2,6 +2,10 @@
 
 - chat_settings: per-chat bot settings and the chat's state in Telegram (active, inactive after the
   bot was removed or blocked, migrated to a supergroup), written by the bot and the admin API.
+- chat_allowlist, chat_refusals: the groups the bot may answer in (empty: all), and the groups it
+  told it is not allowed in (so that it says so once).
+- bot_replies, reply_reactions: each reply the bot sent (and, where learning is on, the text it
+  answered and its own), and the reactions people put on it.
 - model_versions: published fine-tunes; exactly one is active.
 - threads, posts, dialogs, scrape_runs: the scraper's data and the training set built from it.
 """
@@ -57,10 +61,32 @@ class ChatSettings(Base):
     state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     migrated_to: Mapped[int | None] = mapped_column(BigInteger)  # the supergroup this group became
     migrated_from: Mapped[int | None] = mapped_column(BigInteger)  # the group this supergroup was
+    # `/learn on`: the chat's text (what the bot answered, and its reply) is kept for training.
+    learn: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+
+
+class ChatAllowed(Base):
+    """A group the bot may answer in. With no row here and BOT_ALLOWED_CHATS empty, it answers in
+    every group; otherwise it leaves the groups not listed."""
+
+    __tablename__ = "chat_allowlist"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    note: Mapped[str | None] = mapped_column(String(256))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChatRefusal(Base):
+    """A group the bot told it may not answer there (once), and left. Only the id and the time."""
+
+    __tablename__ = "chat_refusals"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
 
 
 class ModelVersion(Base):
@@ -170,4 +196,15 @@ class ScrapeRun(Base):
     details: Mapped[dict | None] = mapped_column(JSONB)
 
 
-__all__ = ["CHAT_STATES", "Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]
+__all__ = [
+    "CHAT_STATES",
+    "Base",
+    "ChatAllowed",
+    "ChatRefusal",
+    "ChatSettings",
+    "Dialog",
+    "ModelVersion",
+    "Post",
+    "ScrapeRun",
+    "Thread",
+]

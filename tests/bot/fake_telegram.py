@@ -10,7 +10,8 @@ getUpdates still waiting when another arrives ends with 409 Conflict, as on Tele
 A chat's life is modelled as Telegram answers it: `upgrade` turns a group into a supergroup (every
 call to the old id then fails with 400 "group chat was upgraded to a supergroup chat" and
 `parameters.migrate_to_chat_id`; `migration_messages` are the two service messages); `block` /
-`kick` make sends answer 403 and `member_update` builds the `my_chat_member` update; getChat
+`kick` make sends answer 403 (so does leaveChat, from then on) and `member_update` builds the
+`my_chat_member` update; getChat
 answers a ChatFullInfo with the `slow_mode_delay` set by `set_slow_mode`, and a send to such a
 chat sooner than the delay after the previous one gets 429 with `retry_after`.
 
@@ -264,6 +265,11 @@ class FakeTelegram:
         """The bot was removed from the group: sends answer 403."""
         with self._cond:
             self._forbidden[chat["id"]] = f"Forbidden: bot was kicked from the {chat.get('type', 'group')} chat"
+
+    def rejoin(self, chat: dict) -> None:
+        """The bot was added back to the group it left or was kicked from: calls work again."""
+        with self._cond:
+            self._forbidden.pop(chat["id"], None)
 
     def set_slow_mode(self, chat: dict, delay_s: int) -> None:
         with self._cond:
@@ -601,6 +607,14 @@ class FakeTelegram:
             member.update({k: False for k in _ADMIN_RIGHTS})
             member["can_manage_chat"] = True
         return member
+
+    async def _m_leaveChat(self, params: dict) -> bool:
+        """The bot leaves: from now on every call about the chat answers 403, as Telegram does."""
+        chat_id = params["chat_id"]
+        with self._cond:
+            kind = self._chats.get(chat_id, {}).get("type", "supergroup")
+            self._forbidden[chat_id] = f"Forbidden: bot is not a member of the {kind} chat"
+        return True
 
     async def _m_setMyCommands(self, params: dict) -> bool:
         return True
