@@ -32,6 +32,7 @@ from services.bot.handlers import commands_router, lifecycle_router, messages_ro
 from services.bot.intake import AllowListMiddleware, ChatStateMiddleware, IntakeMiddleware
 from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
+from services.bot.reply_log import ReplyLog
 from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
 from services.bot.typing_indicator import TypingIndicator
@@ -167,7 +168,14 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
     )
     delivery = Delivery(bot, limiter, claims, cache, settings, lifecycle=lifecycle)
     responder = Responder(
-        client, delivery, typing=TypingIndicator(bot), limiter=limiter, redis=redis, prefix=prefix, settings=settings
+        client,
+        delivery,
+        typing=TypingIndicator(bot),
+        limiter=limiter,
+        redis=redis,
+        prefix=prefix,
+        settings=settings,
+        replies=ReplyLog(engine),
     )
     dp = Dispatcher(
         settings=settings,

@@ -61,6 +61,14 @@ for _removal in REMOVAL_REASONS:
 CHATS_PURGED = Counter(
     "dvach_bot_chats_purged_total", "Chats whose state the cleanup job deleted after BOT_RETENTION_DAYS."
 )
+RECORDS_PURGED = Counter(
+    "dvach_bot_records_purged_total",
+    "Rows the cleanup job deleted after BOT_RETENTION_DAYS, by table (bot_replies with their reactions, "
+    "chat_refusals).",
+    ["table"],
+)
+for _table in ("bot_replies", "chat_refusals"):
+    RECORDS_PURGED.labels(table=_table)
 CHATS_LEFT = Counter(
     "dvach_bot_chats_left_total", "Groups the bot left (leaveChat) because they are not on the allow-list."
 )

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -87,6 +88,50 @@ class ChatRefusal(Base):
 
     chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
+class BotReply(Base):
+    """A generated reply the bot sent. `dialog` (the messages it answered, newest first) and `text`
+    are kept only while the chat's learning is on (`/learn on`); the rest is how it was made and
+    how people took it. Deleted after BOT_RETENTION_DAYS, or at once by /forget."""
+
+    __tablename__ = "bot_replies"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the bot's message
+    job_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    # The chosen candidate's tone and scores, when the generation result carries them.
+    tone: Mapped[str | None] = mapped_column(Text)
+    scores: Mapped[dict | None] = mapped_column(JSONB)
+    dialog: Mapped[list[str] | None] = mapped_column(JSONB)
+    text: Mapped[str | None] = mapped_column(Text)
+    # The reactions on it now: {kind: count} (an emoji, `custom:<id>` or `paid`), and of those the
+    # approving and disapproving ones (shared/reactions.py decides which are which).
+    reactions: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    likes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dislikes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
+class ReplyReaction(Base):
+    """Who reacted how to a bot reply, as Telegram last told (`message_reaction`): `actor` is
+    `user:<id>` or `chat:<id>` (an anonymous admin or a channel), `anonymous` for the counts of
+    anonymous reactions (`message_reaction_count`). Goes with its reply."""
+
+    __tablename__ = "reply_reactions"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kinds: Mapped[dict] = mapped_column(JSONB)  # {kind: count}; a person's count is 1 per kind
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["chat_id", "message_id"], ["bot_replies.chat_id", "bot_replies.message_id"], ondelete="CASCADE"
+        ),
+    )
 
 
 class ModelVersion(Base):
@@ -199,12 +244,14 @@ class ScrapeRun(Base):
 __all__ = [
     "CHAT_STATES",
     "Base",
+    "BotReply",
     "ChatAllowed",
     "ChatRefusal",
     "ChatSettings",
     "Dialog",
     "ModelVersion",
     "Post",
+    "ReplyReaction",
     "ScrapeRun",
     "Thread",
 ]
