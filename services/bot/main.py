@@ -28,10 +28,11 @@ from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
 from services.bot.delivery import Delivery, per_second_windows
-from services.bot.handlers import commands_router, lifecycle_router, messages_router
+from services.bot.handlers import commands_router, lifecycle_router, messages_router, reactions_router
 from services.bot.intake import AllowListMiddleware, ChatStateMiddleware, IntakeMiddleware
 from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
+from services.bot.reactions import ReactionLog
 from services.bot.reply_log import ReplyLog
 from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
@@ -185,12 +186,13 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         chat_settings=chat_settings,
         lifecycle=lifecycle,
         claims=claims,
+        reactions=ReactionLog(engine),
     )
     allowlist = AllowList(engine, settings.bot_allowed_chats, settings.bot_settings_cache_s)
     dp.update.outer_middleware(IntakeMiddleware(claims))
     dp.update.outer_middleware(AllowListMiddleware(allowlist, lifecycle, delivery))
     dp.update.outer_middleware(ChatStateMiddleware(chat_settings, lifecycle))
-    dp.include_routers(lifecycle_router, commands_router, messages_router)
+    dp.include_routers(lifecycle_router, commands_router, messages_router, reactions_router)
     cleanup: asyncio.Task | None = None
     try:
         me = await identify(bot)

@@ -12,6 +12,8 @@ import logging
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
+from shared.reactions import DISLIKES, LIKES
+
 log = logging.getLogger(__name__)
 
 UPDATES = Counter("dvach_bot_updates_total", "Updates received from Telegram, by type.", ["type"])
@@ -69,6 +71,20 @@ RECORDS_PURGED = Counter(
 )
 for _table in ("bot_replies", "chat_refusals"):
     RECORDS_PURGED.labels(table=_table)
+REACTIONS = Counter(
+    "dvach_bot_reactions_total",
+    "Reactions put on (change=added) or taken off (change=removed) the bot's replies, by kind (the emoji, "
+    "custom, paid) and verdict (like, dislike, other: shared/reactions.py).",
+    ["kind", "verdict", "change"],
+)
+
+
+def count_reaction(kind: str, change: int) -> None:
+    """Count `change` reactions of `kind` (negative: taken off)."""
+    verdict = "like" if kind in LIKES else "dislike" if kind in DISLIKES else "other"
+    REACTIONS.labels(kind=kind, verdict=verdict, change="added" if change > 0 else "removed").inc(abs(change))
+
+
 CHATS_LEFT = Counter(
     "dvach_bot_chats_left_total", "Groups the bot left (leaveChat) because they are not on the allow-list."
 )
@@ -117,6 +133,7 @@ SKIP_REASONS = (
     "empty_reply",
     "inactive",
     "not_allowed",
+    "reaction_not_on_reply",
 )
 for _reason in SKIP_REASONS:
     SKIPS.labels(reason=_reason)

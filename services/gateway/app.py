@@ -19,6 +19,7 @@ from services.gateway.routes import (
     admin_allowlist,
     admin_chats,
     admin_data,
+    admin_feedback,
     admin_models,
     admin_page,
     admin_system,
@@ -89,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         admin_system.router,
         admin_chats.router,
         admin_allowlist.router,
+        admin_feedback.router,
         admin_models.router,
         admin_data.router,
     ):

@@ -11,7 +11,8 @@ A chat's life is modelled as Telegram answers it: `upgrade` turns a group into a
 call to the old id then fails with 400 "group chat was upgraded to a supergroup chat" and
 `parameters.migrate_to_chat_id`; `migration_messages` are the two service messages); `block` /
 `kick` make sends answer 403 (so does leaveChat, from then on) and `member_update` builds the
-`my_chat_member` update; getChat
+`my_chat_member` update (`reaction_update` and `reaction_count_update` the `message_reaction` and
+`message_reaction_count` ones); getChat
 answers a ChatFullInfo with the `slow_mode_delay` set by `set_slow_mode`, and a send to such a
 chat sooner than the delay after the previous one gets 429 with `retry_after`.
 
@@ -254,6 +255,50 @@ class FakeTelegram:
             "date": int(time.time()),
             "old_chat_member": member(old_status),
             "new_chat_member": member(new_status),
+        }
+
+    @staticmethod
+    def reaction(emoji: str | None = None, custom_emoji_id: str | None = None) -> dict:
+        """A ReactionType: an emoji, a custom emoji, or (neither given) a paid reaction."""
+        if emoji is not None:
+            return {"type": "emoji", "emoji": emoji}
+        if custom_emoji_id is not None:
+            return {"type": "custom_emoji", "custom_emoji_id": custom_emoji_id}
+        return {"type": "paid"}
+
+    def reaction_update(
+        self,
+        chat: dict,
+        message_id: int,
+        old: list[dict],
+        new: list[dict],
+        *,
+        user: dict | None = None,
+        actor_chat: dict | None = None,
+    ) -> dict:
+        """A `message_reaction` update (MessageReactionUpdated): `user`, or `actor_chat` for an
+        anonymous admin or a channel, changed their reactions from `old` to `new`."""
+        update: dict[str, Any] = {
+            "chat": chat,
+            "message_id": message_id,
+            "date": int(time.time()),
+            "old_reaction": old,
+            "new_reaction": new,
+        }
+        if user is not None:
+            update["user"] = user
+        if actor_chat is not None:
+            update["actor_chat"] = actor_chat
+        return update
+
+    def reaction_count_update(self, chat: dict, message_id: int, counts: list[tuple[dict, int]]) -> dict:
+        """A `message_reaction_count` update (MessageReactionCountUpdated): the anonymous
+        reactions' counts, as (ReactionType, total_count) pairs."""
+        return {
+            "chat": chat,
+            "message_id": message_id,
+            "date": int(time.time()),
+            "reactions": [{"type": reaction, "total_count": count} for reaction, count in counts],
         }
 
     def block(self, chat: dict) -> None:
