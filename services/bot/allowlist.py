@@ -4,7 +4,8 @@ person chose to talk to the bot, while anyone can add a bot to a group.
 
 A group not listed is told so once (a `chat_refusals` row, so even across restarts and replicas)
 and left with leaveChat; nothing of it is stored (intake.py drops its updates before any handler
-runs, and whatever the chat had from before it was removed from the list is deleted).
+runs, and whatever the chat had from before it was removed from the list is deleted). A listed
+group that becomes a supergroup (a new id) stays listed: `follow_migration` lists the new id.
 """
 
 from __future__ import annotations
@@ -44,12 +45,29 @@ class AllowList:
         self._cached = (time.monotonic(), ids)
         return ids
 
-    async def allows(self, chat_id: int) -> bool | None:
-        """Whether the group `chat_id` is allowed (None: cannot tell now)."""
+    async def allows(self, chat_id: int, migrated_from: int | None = None) -> bool | None:
+        """Whether the group `chat_id` is allowed (None: cannot tell now); a supergroup announcing
+        that it was the listed group `migrated_from` is (the migration then lists it)."""
         ids = await self.chat_ids()
         if ids is None:
             return None
-        return not ids or chat_id in ids
+        return not ids or chat_id in ids or (migrated_from is not None and migrated_from in ids)
+
+    async def follow_migration(self, old_id: int, new_id: int) -> None:
+        """A listed group became the supergroup `new_id` (a new chat id): list the new id too, so
+        that the bot stays. Nothing to do when the list is empty or the group was not on it."""
+        ids = await self.chat_ids()
+        if not ids or old_id not in ids or new_id in ids:
+            return
+        stmt = insert(ChatAllowed).values(chat_id=new_id, note=f"supergroup of {old_id}")
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(stmt.on_conflict_do_nothing())
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("allow-list: could not list a migrated group's new id", extra={"error": str(exc)})
+            return
+        self._cached = None
+        log.info("allow-list: the supergroup a listed group became is listed", extra={"chat_id": new_id})
 
     async def claim_refusal(self, chat_id: int) -> bool:
         """True the first time the bot is about to tell this group it is not allowed there."""

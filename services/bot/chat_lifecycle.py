@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.bot import metrics
+from services.bot.allowlist import AllowList
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
@@ -73,6 +74,7 @@ class ChatLifecycle:
         cache: ChainCache,
         claims: Claims,
         settings: BotSettings,
+        allowlist: AllowList | None = None,
     ):
         self.bot = bot
         self.repo = repo
@@ -82,6 +84,7 @@ class ChatLifecycle:
         self.cache = cache
         self.claims = claims
         self.settings = settings
+        self.allowlist = allowlist
         self._move = redis.register_script(_MOVE_SCRIPT)
         self._lookups: dict[int, asyncio.Future[int]] = {}  # getChat in flight, per chat
 
@@ -133,6 +136,8 @@ class ChatLifecycle:
         """Move everything `old_id` has to `new_id` (idempotent); True for the call that moved it."""
         if old_id == new_id:
             return False
+        if self.allowlist is not None:
+            await self.allowlist.follow_migration(old_id, new_id)
         try:
             moved = await self.repo.migrate(old_id, new_id, title)
         except SettingsUnavailable:

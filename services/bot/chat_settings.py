@@ -243,14 +243,21 @@ class ChatSettingsRepo:
         had settings. Raises SettingsUnavailable when the database cannot be reached."""
         try:
             async with self.sessions() as session, session.begin():
-                await session.execute(delete(BotReply).where(BotReply.chat_id == chat_id))  # reactions cascade
+                # The group this supergroup was (its pointer row and the replies sent under its id).
+                former = list(
+                    (
+                        await session.scalars(select(ChatSettings.chat_id).where(ChatSettings.migrated_to == chat_id))
+                    ).all()
+                )
+                ids = [chat_id, *former]
+                await session.execute(delete(BotReply).where(BotReply.chat_id.in_(ids)))  # reactions cascade
                 deleted = await session.scalar(
-                    delete(ChatSettings).where(ChatSettings.chat_id == chat_id).returning(ChatSettings.chat_id)
+                    delete(ChatSettings).where(ChatSettings.chat_id.in_(ids)).returning(ChatSettings.chat_id)
                 )
         except (SQLAlchemyError, OSError) as exc:
             log.warning("chat settings: could not delete a chat", extra={"error": str(exc)})
             raise SettingsUnavailable(str(exc)) from exc
-        self.forget(chat_id)
+        self.forget(*ids)
         return deleted is not None
 
     async def purge_records(self, before: datetime) -> tuple[int, int]:

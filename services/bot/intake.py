@@ -119,7 +119,8 @@ class AllowListMiddleware(BaseMiddleware):
         chat = chat_of(event)
         if chat is None or chat.type not in GROUP_TYPES:
             return await handler(event, data)
-        allowed = await self.allowlist.allows(chat.id)
+        migrated_from = event.message.migrate_from_chat_id if event.message is not None else None
+        allowed = await self.allowlist.allows(chat.id, migrated_from)
         if allowed:
             return await handler(event, data)
         metrics.SKIPS.labels(reason="not_allowed").inc()

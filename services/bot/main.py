@@ -157,6 +157,7 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
     chat_settings = ChatSettingsRepo(engine, settings.bot_settings_cache_s)
+    allowlist = AllowList(engine, settings.bot_allowed_chats, settings.bot_settings_cache_s)
     lifecycle = ChatLifecycle(
         bot,
         chat_settings,
@@ -166,6 +167,7 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         cache=cache,
         claims=claims,
         settings=settings,
+        allowlist=allowlist,
     )
     delivery = Delivery(bot, limiter, claims, cache, settings, lifecycle=lifecycle)
     responder = Responder(
@@ -188,7 +190,6 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         claims=claims,
         reactions=ReactionLog(engine),
     )
-    allowlist = AllowList(engine, settings.bot_allowed_chats, settings.bot_settings_cache_s)
     dp.update.outer_middleware(IntakeMiddleware(claims))
     dp.update.outer_middleware(AllowListMiddleware(allowlist, lifecycle, delivery))
     dp.update.outer_middleware(ChatStateMiddleware(chat_settings, lifecycle))

@@ -334,9 +334,9 @@ class FakeTelegram:
         self._chats[chat["id"]] = chat
         return chat
 
-    def basic_group(self, title: str = "Обычная группа") -> dict:
+    def basic_group(self, title: str = "Обычная группа", chat_id: int | None = None) -> dict:
         """A (basic) group, the kind that becomes a supergroup with a new id."""
-        chat: dict[str, Any] = {"id": -4_000_000_000 - next(_ids), "type": "group", "title": title}
+        chat: dict[str, Any] = {"id": chat_id or -4_000_000_000 - next(_ids), "type": "group", "title": title}
         self._chats[chat["id"]] = chat
         return chat
 

@@ -62,8 +62,10 @@ def test_group_not_on_the_allow_list_is_told_once_and_left_and_nothing_is_stored
     start_bot, worker, own_database, redis_url, start_gateway
 ):
     allowed_group_id = -1_005_000_000_000 - time.time_ns() % 1_000_000
-    running = start_bot({"DATABASE_URL": own_database, "BOT_ALLOWED_CHATS": f"{allowed_group_id}, 42"})
+    basic_id = -4_100_000_000 - time.time_ns() % 1_000_000
+    running = start_bot({"DATABASE_URL": own_database, "BOT_ALLOWED_CHATS": f"{allowed_group_id}, 42,{basic_id}"})
     tg, process = running.server, running.process
+    basic = tg.basic_group(title="Своя обычная группа", chat_id=basic_id)
     user = tg.user()
 
     # Added to a group not on the list: says so once, leaves.
@@ -124,6 +126,22 @@ def test_group_not_on_the_allow_list_is_told_once_and_left_and_nothing_is_stored
     ask = tg.send_user_message(stranger, user, "/ask теперь можно?")
     assert tg.wait_reply(stranger["id"], ask["message_id"]).text.strip()
     assert len([c for c in tg.calls if c.method == "leaveChat" and c.chat_id == stranger["id"] and c.ok]) == 2
+    _listed_group_upgraded_stays(tg, process, own_database, basic, user)
+
+
+def _listed_group_upgraded_stays(tg, process, database_url: str, basic: dict, user: dict) -> None:
+    """A listed group that becomes a supergroup (a new id) stays listed, whichever announcement
+    comes first; the new id is put on the table."""
+    supergroup = tg.upgrade(basic)
+    to_message, from_message = tg.migration_messages(basic, supergroup, user)
+    tg.push({"message": from_message})
+    tg.push({"message": to_message})
+    process.wait_metric("dvach_bot_chat_migrations_total", 1)
+    ask = tg.send_user_message(supergroup, user, "/ask а в супергруппе?")
+    assert tg.wait_reply(supergroup["id"], ask["message_id"]).text.strip()
+    assert not [c for c in tg.calls if c.method == "leaveChat" and c.chat_id == supergroup["id"]]
+    listed = _rows(database_url, "SELECT chat_id FROM chat_allowlist WHERE chat_id = %s", supergroup["id"])
+    assert listed == [(supergroup["id"],)]
 
 
 def test_privacy_names_every_table_and_redis_key_kind_a_chat_has(bot, tg, database_url, redis_url):

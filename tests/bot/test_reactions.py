@@ -34,7 +34,9 @@ def _wait_counts(database_url: str, chat_id: int, message_id: int, expected: dic
         time.sleep(0.05)  # polling a row, bounded by the deadline
 
 
-def test_reactions_on_a_bot_reply_are_counted_and_shown_by_the_admin_api(bot, tg, database_url, start_gateway):
+def test_reactions_on_a_bot_reply_are_counted_and_shown_by_the_admin_api(  # noqa: PLR0915 - one story, step by step
+    bot, tg, database_url, start_gateway
+):
     polls = [c for c in tg.calls if c.method == "getUpdates"]
     assert {"message_reaction", "message_reaction_count"} <= set(polls[-1].params["allowed_updates"])
 
