@@ -1,5 +1,6 @@
 """The admin page in a real headless Chromium (Debian's), driven by Playwright: log in, see the
-workers, generate a reply, change a chat's chance. A screenshot is kept in test-artifacts/."""
+workers, generate a reply, change a chat's chance, see the approval of the replies. A screenshot
+is kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from shared.db import make_engine
-from shared.db.models import ChatSettings
+from shared.db.models import BotReply, ChatSettings
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "page-test-token-1b7e"
@@ -42,7 +43,24 @@ def chat_row(database_url):
     engine = make_engine(database_url)
     with Session(engine) as db:
         db.execute(delete(ChatSettings).where(ChatSettings.chat_id == -4242))
+        db.execute(delete(BotReply).where(BotReply.chat_id == -4242))
         db.add(ChatSettings(chat_id=-4242, title="Тестовая конфа", chat_type="group", reply_chance=0.1))
+        db.flush()
+        # Two replies of a model version of its own, with the counts the bot keeps: approval 3/4.
+        for message_id, reactions in ((1, {"👍": 2, "🤔": 1}), (2, {"🔥": 1, "👎": 1})):
+            likes = sum(n for k, n in reactions.items() if k in ("👍", "🔥"))
+            dislikes = reactions.get("👎", 0)
+            db.add(
+                BotReply(
+                    chat_id=-4242,
+                    message_id=message_id,
+                    job_id="j",
+                    model_version="page-test-version",
+                    reactions=reactions,
+                    likes=likes,
+                    dislikes=dislikes,
+                )
+            )
         db.commit()
     yield engine
     engine.dispose()
@@ -79,6 +97,10 @@ def test_admin_page_login_workers_generate_and_change_chance(page_gateway, chat_
             row.locator('input[name="chance"]').fill("0.35")
             row.locator("button").click()
             expect(row.locator("button")).to_have_text("Сохранено")
+            version = page.locator('#feedback-models tr[data-key="page-test-version"]')
+            expect(version).to_contain_text("75%")
+            expect(version).to_contain_text("👍 2")
+            expect(page.locator("#feedback-chats tbody")).to_contain_text("Тестовая конфа (-4242)")
             page.screenshot(path=str(artifacts_dir / "admin-page.png"), full_page=True)
         finally:
             browser.close()

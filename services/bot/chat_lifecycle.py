@@ -7,8 +7,10 @@
   reply claims and the greeting claim to the new id, once (later announcements are no-ops).
 - **Removal**: kicked, left, or blocked in a private chat (a `my_chat_member` update, or a 403 on
   send): `deactivate` marks the chat inactive; nothing is generated for it until the bot is back.
-- **Retention**: `purge` deletes the state of chats inactive (or migrated away) for longer than
-  BOT_RETENTION_DAYS: their row and every Redis key of theirs; `run_cleanup` does it periodically.
+- **Retention**: `purge` deletes the reply records (text, reactions) and allow-list refusals older
+  than BOT_RETENTION_DAYS, and the state of chats inactive (or migrated away) for that long: their
+  row and every Redis key of theirs; `run_cleanup` does it periodically. `forget` deletes all of a
+  chat's at once (/forget).
 - **Slow mode**: `slow_mode_delay` reads a supergroup's `slow_mode_delay` with getChat, cached in
   Redis for BOT_CHAT_INFO_CACHE_S; delivery.py keeps the chat's sends at least that far apart.
 """
@@ -28,6 +30,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.bot import metrics
+from services.bot.allowlist import AllowList
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
@@ -71,6 +74,7 @@ class ChatLifecycle:
         cache: ChainCache,
         claims: Claims,
         settings: BotSettings,
+        allowlist: AllowList | None = None,
     ):
         self.bot = bot
         self.repo = repo
@@ -80,6 +84,7 @@ class ChatLifecycle:
         self.cache = cache
         self.claims = claims
         self.settings = settings
+        self.allowlist = allowlist
         self._move = redis.register_script(_MOVE_SCRIPT)
         self._lookups: dict[int, asyncio.Future[int]] = {}  # getChat in flight, per chat
 
@@ -131,6 +136,8 @@ class ChatLifecycle:
         """Move everything `old_id` has to `new_id` (idempotent); True for the call that moved it."""
         if old_id == new_id:
             return False
+        if self.allowlist is not None:
+            await self.allowlist.follow_migration(old_id, new_id)
         try:
             moved = await self.repo.migrate(old_id, new_id, title)
         except SettingsUnavailable:
@@ -176,12 +183,39 @@ class ChatLifecycle:
             log.info("chat active", extra={"chat_id": chat_id, "reason": reason})
         return changed
 
+    # --- forgetting ---------------------------------------------------------------------------------
+    async def forget(self, chat_id: int, *, private: bool = False) -> None:
+        """Delete everything kept about the chat at once: its rows and every Redis key of its (in
+        a private chat the user's own rate window too: the user is the chat). Raises
+        SettingsUnavailable when the database cannot be reached (the Redis keys go anyway)."""
+        await self.forget_keys(chat_id, private=private)
+        await self.repo.delete(chat_id)
+        log.info("chat forgotten", extra={"chat_id": chat_id})
+
+    async def forget_keys(self, chat_id: int, *, private: bool = False) -> None:
+        """Delete every Redis key of the chat (they are a cache: a failure is logged only)."""
+        try:
+            await self._delete_keys(chat_id)
+            if private:
+                window = f"{self.limiter_prefix}:user:{chat_id}"
+                await self.redis.delete(window, f"{window}:block")
+        except (RedisError, OSError) as exc:
+            log.warning("forget: could not delete a chat's Redis keys", extra={"error": str(exc)})
+
     # --- retention --------------------------------------------------------------------------------
     async def purge(self, now: datetime | None = None) -> list[int]:
-        """Delete the state of chats inactive or migrated for longer than BOT_RETENTION_DAYS (as of
-        `now`): their settings row and their Redis keys. The ids purged."""
+        """Delete what is older than BOT_RETENTION_DAYS (as of `now`): the reply records (their text
+        and reactions with them) and allow-list refusals of every chat; and the whole state of
+        chats inactive or migrated for that long: their settings row and their Redis keys. The
+        ids of the chats purged."""
         now = now or datetime.now(UTC)
-        chat_ids = await self.repo.purge(now - timedelta(days=self.settings.bot_retention_days))
+        before = now - timedelta(days=self.settings.bot_retention_days)
+        replies, refusals = await self.repo.purge_records(before)
+        if replies or refusals:
+            metrics.RECORDS_PURGED.labels(table="bot_replies").inc(replies)
+            metrics.RECORDS_PURGED.labels(table="chat_refusals").inc(refusals)
+            log.info("cleanup: records past the retention deleted", extra={"replies": replies, "refusals": refusals})
+        chat_ids = await self.repo.purge(before)
         for chat_id in chat_ids:
             try:
                 await self._delete_keys(chat_id)

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from shared.db.models import ChatSettings
+from shared.db.models import BotReply, ChatRefusal, ChatSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class ChatConfig:
     state: str = "active"
     state_changed_at: datetime | None = None
     migrated_to: int | None = None
+    learn: bool = False
 
 
 class SettingsUnavailable(Exception):
@@ -67,6 +68,7 @@ class ChatSettingsRepo:
             row.state,
             row.state_changed_at,
             row.migrated_to,
+            bool(row.learn),
         )
 
     def forget(self, *chat_ids: int) -> None:
@@ -115,9 +117,12 @@ class ChatSettingsRepo:
         chat_type: str | None = None,
         reply_chance: float | None = None,
         muted: bool | None = None,
+        learn: bool | None = None,
     ) -> ChatConfig:
         """Store the given fields (creating the row if needed) and return the chat's settings."""
         changes: dict[str, object] = {}
+        if learn is not None:
+            changes["learn"] = learn
         if reply_chance is not None:
             changes["reply_chance"] = reply_chance
         if muted is not None:
@@ -202,6 +207,7 @@ class ChatSettingsRepo:
                     "reply_chance": source.reply_chance,
                     "muted": source.muted,
                     "cooldown_s": source.cooldown_s,
+                    "learn": source.learn,
                     "state": "active",
                     "state_reason": "migrated",
                     "state_changed_at": func.now(),
@@ -230,6 +236,37 @@ class ChatSettingsRepo:
             raise SettingsUnavailable(str(exc)) from exc
         self.forget(old_id, new_id)
         return True
+
+    async def delete(self, chat_id: int) -> bool:
+        """Delete every row of the chat, in one transaction: its settings, the replies the bot sent
+        there and the reactions on them (/forget, or a group not on the allow-list); True if it
+        had settings. Raises SettingsUnavailable when the database cannot be reached."""
+        try:
+            async with self.sessions() as session, session.begin():
+                # The group this supergroup was (its pointer row and the replies sent under its id).
+                former = list(
+                    (
+                        await session.scalars(select(ChatSettings.chat_id).where(ChatSettings.migrated_to == chat_id))
+                    ).all()
+                )
+                ids = [chat_id, *former]
+                await session.execute(delete(BotReply).where(BotReply.chat_id.in_(ids)))  # reactions cascade
+                deleted = await session.scalar(
+                    delete(ChatSettings).where(ChatSettings.chat_id.in_(ids)).returning(ChatSettings.chat_id)
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            log.warning("chat settings: could not delete a chat", extra={"error": str(exc)})
+            raise SettingsUnavailable(str(exc)) from exc
+        self.forget(*ids)
+        return deleted is not None
+
+    async def purge_records(self, before: datetime) -> tuple[int, int]:
+        """Delete the reply records (with their text and reactions) and the allow-list refusals
+        older than `before`, of every chat; how many of each."""
+        async with self.sessions() as session, session.begin():
+            replies = await session.execute(delete(BotReply).where(BotReply.created_at < before))
+            refusals = await session.execute(delete(ChatRefusal).where(ChatRefusal.refused_at < before))
+        return int(getattr(replies, "rowcount", 0) or 0), int(getattr(refusals, "rowcount", 0) or 0)
 
     async def purge(self, before: datetime) -> list[int]:
         """Delete the rows of chats inactive or migrated since before `before`; their ids."""

@@ -22,15 +22,18 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_before_delay, wait_exponential
 
 from services.bot import metrics, texts
+from services.bot.allowlist import AllowList
 from services.bot.chat_lifecycle import ChatLifecycle
 from services.bot.chat_settings import ChatSettingsRepo
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
 from services.bot.delivery import Delivery, per_second_windows
-from services.bot.handlers import commands_router, lifecycle_router, messages_router
-from services.bot.intake import ChatStateMiddleware, IntakeMiddleware
+from services.bot.handlers import commands_router, lifecycle_router, messages_router, reactions_router
+from services.bot.intake import AllowListMiddleware, ChatStateMiddleware, IntakeMiddleware
 from services.bot.poll_lease import check_ttl, run_polling
 from services.bot.rate_limit import RateLimiter
+from services.bot.reactions import ReactionLog
+from services.bot.reply_log import ReplyLog
 from services.bot.responder import Responder
 from services.bot.telegram_session import BotSession, RetryAfterMiddleware
 from services.bot.typing_indicator import TypingIndicator
@@ -154,6 +157,7 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
     claims = Claims(redis, prefix, settings.bot_dedupe_ttl_s)
     cache = ChainCache(redis, prefix, settings.bot_context_ttl_s, settings.bot_context_turns)
     chat_settings = ChatSettingsRepo(engine, settings.bot_settings_cache_s)
+    allowlist = AllowList(engine, settings.bot_allowed_chats, settings.bot_settings_cache_s)
     lifecycle = ChatLifecycle(
         bot,
         chat_settings,
@@ -163,10 +167,18 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         cache=cache,
         claims=claims,
         settings=settings,
+        allowlist=allowlist,
     )
     delivery = Delivery(bot, limiter, claims, cache, settings, lifecycle=lifecycle)
     responder = Responder(
-        client, delivery, typing=TypingIndicator(bot), limiter=limiter, redis=redis, prefix=prefix, settings=settings
+        client,
+        delivery,
+        typing=TypingIndicator(bot),
+        limiter=limiter,
+        redis=redis,
+        prefix=prefix,
+        settings=settings,
+        replies=ReplyLog(engine),
     )
     dp = Dispatcher(
         settings=settings,
@@ -176,10 +188,12 @@ async def run(settings: BotSettings, token: str, webhook_secret: str | None) -> 
         chat_settings=chat_settings,
         lifecycle=lifecycle,
         claims=claims,
+        reactions=ReactionLog(engine),
     )
     dp.update.outer_middleware(IntakeMiddleware(claims))
+    dp.update.outer_middleware(AllowListMiddleware(allowlist, lifecycle, delivery))
     dp.update.outer_middleware(ChatStateMiddleware(chat_settings, lifecycle))
-    dp.include_routers(lifecycle_router, commands_router, messages_router)
+    dp.include_routers(lifecycle_router, commands_router, messages_router, reactions_router)
     cleanup: asyncio.Task | None = None
     try:
         me = await identify(bot)

@@ -12,6 +12,8 @@ import logging
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
+from shared.reactions import DISLIKES, LIKES
+
 log = logging.getLogger(__name__)
 
 UPDATES = Counter("dvach_bot_updates_total", "Updates received from Telegram, by type.", ["type"])
@@ -61,6 +63,31 @@ for _removal in REMOVAL_REASONS:
 CHATS_PURGED = Counter(
     "dvach_bot_chats_purged_total", "Chats whose state the cleanup job deleted after BOT_RETENTION_DAYS."
 )
+RECORDS_PURGED = Counter(
+    "dvach_bot_records_purged_total",
+    "Rows the cleanup job deleted after BOT_RETENTION_DAYS, by table (bot_replies with their reactions, "
+    "chat_refusals).",
+    ["table"],
+)
+for _table in ("bot_replies", "chat_refusals"):
+    RECORDS_PURGED.labels(table=_table)
+REACTIONS = Counter(
+    "dvach_bot_reactions_total",
+    "Reactions put on (change=added) or taken off (change=removed) the bot's replies, by kind (the emoji, "
+    "custom, paid) and verdict (like, dislike, other: shared/reactions.py).",
+    ["kind", "verdict", "change"],
+)
+
+
+def count_reaction(kind: str, change: int) -> None:
+    """Count `change` reactions of `kind` (negative: taken off)."""
+    verdict = "like" if kind in LIKES else "dislike" if kind in DISLIKES else "other"
+    REACTIONS.labels(kind=kind, verdict=verdict, change="added" if change > 0 else "removed").inc(abs(change))
+
+
+CHATS_LEFT = Counter(
+    "dvach_bot_chats_left_total", "Groups the bot left (leaveChat) because they are not on the allow-list."
+)
 MEMBERSHIP = Counter(
     "dvach_bot_membership_updates_total",
     "my_chat_member updates handled, by change: added, removed, blocked, unblocked, other.",
@@ -105,6 +132,8 @@ SKIP_REASONS = (
     "unknown_update",
     "empty_reply",
     "inactive",
+    "not_allowed",
+    "reaction_not_on_reply",
 )
 for _reason in SKIP_REASONS:
     SKIPS.labels(reason=_reason)

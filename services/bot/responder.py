@@ -20,6 +20,7 @@ from services.bot import metrics, texts
 from services.bot.delivery import Delivery, clean_reply
 from services.bot.policy import ReplyKind
 from services.bot.rate_limit import RateLimiter, Window
+from services.bot.reply_log import ReplyLog
 from services.bot.typing_indicator import TypingIndicator
 from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
 from shared.schemas import GenerationParams
@@ -45,6 +46,7 @@ class Responder:
         prefix: str,
         settings: BotSettings,
         params: GenerationParams | None = None,
+        replies: ReplyLog | None = None,
     ):
         self.client = client
         self.delivery = delivery
@@ -54,6 +56,7 @@ class Responder:
         self.prefix = prefix
         self.settings = settings
         self.params = params or GenerationParams()
+        self.replies = replies
         # Chats apologised to within the interval; bounded, since this is only a courtesy.
         self._apologised: TTLCache[int, bool] = TTLCache(maxsize=10_000, ttl=settings.bot_apology_interval_s)
         self._in_flight: set[asyncio.Task] = set()
@@ -95,9 +98,17 @@ class Responder:
         return True
 
     async def respond(
-        self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None, cooldown_s: int = 0
+        self,
+        message: Message,
+        kind: ReplyKind,
+        dialog: list[str],
+        received_at: float | None,
+        cooldown_s: int = 0,
+        *,
+        learn: bool = False,
     ) -> None:
-        """Generate a reply to `message` from `dialog` (newest first) and send it."""
+        """Generate a reply to `message` from `dialog` (newest first) and send it; the reply is
+        recorded (with `dialog` and its text only when the chat `learn`s)."""
         if kind == "random":
             if not await self._random_allowed(message, cooldown_s):
                 return
@@ -109,12 +120,14 @@ class Responder:
             self._in_flight.add(task)
         metrics.IN_FLIGHT.inc()
         try:
-            await self._respond(message, kind, dialog, received_at)
+            await self._respond(message, kind, dialog, received_at, learn)
         finally:
             metrics.IN_FLIGHT.dec()
             self._in_flight.discard(task)
 
-    async def _respond(self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None) -> None:
+    async def _respond(
+        self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None, learn: bool
+    ) -> None:
         chat = message.chat
         thread_id = message.message_thread_id if message.is_topic_message else None
         timeout = self.settings.reply_timeout_s
@@ -142,6 +155,18 @@ class Responder:
             if slot is None:
                 return
         sent = await self.delivery.send_reply(message, text, kind, received_at, slot)
+        if sent is not None and self.replies is not None:
+            # tone / scores: filled when the generation result carries the chosen candidate's.
+            await self.replies.record(
+                sent.chat.id,
+                sent.message_id,
+                job_id=job_id,
+                model_version=result.model_version,
+                tone=getattr(result, "tone", None),
+                scores=getattr(result, "scores", None),
+                dialog=dialog if learn else None,
+                text=text if learn else None,
+            )
         if sent is not None:
             log.info(
                 "replied",

@@ -15,7 +15,17 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from services.gateway import chat_metrics, queue_metrics
 from services.gateway.body_limit import BodySizeLimitMiddleware
-from services.gateway.routes import admin_chats, admin_data, admin_models, admin_page, admin_system, health, replies
+from services.gateway.routes import (
+    admin_allowlist,
+    admin_chats,
+    admin_data,
+    admin_feedback,
+    admin_models,
+    admin_page,
+    admin_system,
+    health,
+    replies,
+)
 from shared.db import make_async_engine
 from shared.generation_client import GenerationClient
 from shared.redis_eviction import check_no_eviction
@@ -75,7 +85,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.add_exception_handler(DBAPIError, _database_error)
     app.include_router(health.router)
     app.include_router(replies.router)
-    for router in (admin_page.router, admin_system.router, admin_chats.router, admin_models.router, admin_data.router):
+    for router in (
+        admin_page.router,
+        admin_system.router,
+        admin_chats.router,
+        admin_allowlist.router,
+        admin_feedback.router,
+        admin_models.router,
+        admin_data.router,
+    ):
         app.include_router(router)
     Instrumentator(excluded_handlers=["/metrics"]).instrument(app).expose(app, include_in_schema=False)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)

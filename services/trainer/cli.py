@@ -81,6 +81,21 @@ def _from_database(settings: TrainerSettings, quantile: float, limit: int | None
         _fail(str(exc))
 
 
+def _with_feedback(settings: TrainerSettings, source: DialogSource, threshold: int) -> DialogSource:
+    """--feedback: the liked replies from the database added to the run's dialogs."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from services.trainer.data import with_feedback
+
+    _engine(settings).dispose()  # fails early with a clear message when DATABASE_URL is unset
+    try:
+        source = with_feedback(source, settings.required_database_url, threshold)
+    except SQLAlchemyError as exc:
+        _fail(f"--feedback: database unreachable: {exc}")
+    typer.echo(f"feedback: {source.description['feedback']['replies']} liked replies added (threshold {threshold})")
+    return source
+
+
 def _check_publishable(settings: TrainerSettings, name: str) -> None:
     """Fail before hours of training when the name is taken or invalid."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -188,9 +203,12 @@ def _training_source(settings: TrainerSettings, options: TrainOptions) -> Dialog
     from services.trainer.training import DATA_FILE, SOURCE_FILE
 
     if not options.resume:
-        if options.jsonl:
-            return read_jsonl(options.jsonl, options.limit)
-        return _from_database(settings, options.quantile, options.limit)
+        source = (
+            read_jsonl(options.jsonl, options.limit)
+            if options.jsonl
+            else _from_database(settings, options.quantile, options.limit)
+        )
+        return _with_feedback(settings, source, options.feedback) if options.feedback else source
     assert options.run_dir is not None
     snapshot = options.run_dir / DATA_FILE
     if not snapshot.exists():

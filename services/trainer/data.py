@@ -3,7 +3,8 @@
 A dialog travels newest first, as everywhere in the project: `turns[0]` is the reply the model
 learns to write, `turns[1:]` its context. The JSONL is the project's one dialog format
 (shared/dialog_jsonl.py), which the scraper's `export` writes too; the selection by toxicity is
-the same query the scraper exports with (shared/db/dataset.py).
+the same query the scraper exports with (shared/db/dataset.py). `--feedback` adds the bot's
+replies people liked (`read_feedback`, from the `bot_replies` the bot records) as extra examples.
 """
 
 from __future__ import annotations
@@ -103,6 +104,48 @@ def read_database(database_url: str, quantile: float, limit: int | None = None) 
         "skipped": skipped,
     }
     return DialogSource(dialogs, description)
+
+
+def read_feedback(database_url: str, threshold: int) -> list[DialogRecord]:
+    """The bot's replies people liked, as dialogs (the reply, then the turns it answered): at least
+    `threshold` more likes than dislikes, from chats whose learning is on now (`/learn on`; a
+    reply's text is kept only while it is, and a chat that turned it off since is left out too).
+    Oldest first, so the same table gives the same snapshot."""
+    from sqlalchemy import select
+
+    from shared.db import make_engine
+    from shared.db.models import BotReply, ChatSettings
+
+    query = (
+        select(BotReply.chat_id, BotReply.message_id, BotReply.text, BotReply.dialog)
+        .join(ChatSettings, ChatSettings.chat_id == BotReply.chat_id)
+        .where(
+            ChatSettings.learn.is_(True),
+            BotReply.text.is_not(None),
+            BotReply.dialog.is_not(None),
+            BotReply.likes - BotReply.dislikes >= threshold,
+        )
+        .order_by(BotReply.created_at, BotReply.chat_id, BotReply.message_id)
+    )
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+    finally:
+        engine.dispose()
+    dialogs = []
+    for chat_id, message_id, text, dialog in rows:
+        turns = usable([text or "", *(dialog or [])])
+        if turns is not None:
+            dialogs.append(DialogRecord(f"reply:{chat_id}:{message_id}", turns))
+    return dialogs
+
+
+def with_feedback(source: DialogSource, database_url: str, threshold: int) -> DialogSource:
+    """`source` with the liked replies added as extra examples (and said so in its description)."""
+    liked = read_feedback(database_url, threshold)
+    description = {**source.description, "feedback": {"threshold": threshold, "replies": len(liked)}}
+    return DialogSource([*source.dialogs, *liked], description)
 
 
 def write_jsonl(dialogs: Iterable[DialogRecord], path: Path) -> Path:

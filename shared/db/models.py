@@ -2,6 +2,10 @@
 
 - chat_settings: per-chat bot settings and the chat's state in Telegram (active, inactive after the
   bot was removed or blocked, migrated to a supergroup), written by the bot and the admin API.
+- chat_allowlist, chat_refusals: the groups the bot may answer in (empty: all), and the groups it
+  told it is not allowed in (so that it says so once).
+- bot_replies, reply_reactions: each reply the bot sent (and, where learning is on, the text it
+  answered and its own), and the reactions people put on it.
 - model_versions: published fine-tunes; exactly one is active.
 - threads, posts, dialogs, scrape_runs: the scraper's data and the training set built from it.
 """
@@ -15,6 +19,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Float,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -57,9 +62,75 @@ class ChatSettings(Base):
     state_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     migrated_to: Mapped[int | None] = mapped_column(BigInteger)  # the supergroup this group became
     migrated_from: Mapped[int | None] = mapped_column(BigInteger)  # the group this supergroup was
+    # `/learn on`: the chat's text (what the bot answered, and its reply) is kept for training.
+    learn: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ChatAllowed(Base):
+    """A group the bot may answer in. With no row here and BOT_ALLOWED_CHATS empty, it answers in
+    every group; otherwise it leaves the groups not listed."""
+
+    __tablename__ = "chat_allowlist"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    note: Mapped[str | None] = mapped_column(String(256))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ChatRefusal(Base):
+    """A group the bot told it may not answer there (once), and left. Only the id and the time."""
+
+    __tablename__ = "chat_refusals"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    refused_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
+class BotReply(Base):
+    """A generated reply the bot sent. `dialog` (the messages it answered, newest first) and `text`
+    are kept only while the chat's learning is on (`/learn on`); the rest is how it was made and
+    how people took it. Deleted after BOT_RETENTION_DAYS, or at once by /forget."""
+
+    __tablename__ = "bot_replies"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the bot's message
+    job_id: Mapped[str] = mapped_column(String(64))
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    # The chosen candidate's tone and scores, when the generation result carries them.
+    tone: Mapped[str | None] = mapped_column(Text)
+    scores: Mapped[dict | None] = mapped_column(JSONB)
+    dialog: Mapped[list[str] | None] = mapped_column(JSONB)
+    text: Mapped[str | None] = mapped_column(Text)
+    # The reactions on it now: {kind: count} (an emoji, `custom:<id>` or `paid`), and of those the
+    # approving and disapproving ones (shared/reactions.py decides which are which).
+    reactions: Mapped[dict] = mapped_column(JSONB, default=dict, server_default="{}")
+    likes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    dislikes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(), index=True)
+
+
+class ReplyReaction(Base):
+    """Who reacted how to a bot reply, as Telegram last told (`message_reaction`): `actor` is
+    `user:<id>` or `chat:<id>` (an anonymous admin or a channel), `anonymous` for the counts of
+    anonymous reactions (`message_reaction_count`). Goes with its reply."""
+
+    __tablename__ = "reply_reactions"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    message_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    actor: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kinds: Mapped[dict] = mapped_column(JSONB)  # {kind: count}; a person's count is 1 per kind
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["chat_id", "message_id"], ["bot_replies.chat_id", "bot_replies.message_id"], ondelete="CASCADE"
+        ),
     )
 
 
@@ -170,4 +241,17 @@ class ScrapeRun(Base):
     details: Mapped[dict | None] = mapped_column(JSONB)
 
 
-__all__ = ["CHAT_STATES", "Base", "ChatSettings", "Dialog", "ModelVersion", "Post", "ScrapeRun", "Thread"]
+__all__ = [
+    "CHAT_STATES",
+    "Base",
+    "BotReply",
+    "ChatAllowed",
+    "ChatRefusal",
+    "ChatSettings",
+    "Dialog",
+    "ModelVersion",
+    "Post",
+    "ReplyReaction",
+    "ScrapeRun",
+    "Thread",
+]

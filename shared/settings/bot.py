@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from shared.settings.base import QueueSettings
 
@@ -78,7 +79,23 @@ class BotSettings(QueueSettings):
     bot_cleanup_interval_s: float = Field(
         default=3600.0, gt=0, description="How often the cleanup job looks for chats past the retention."
     )
+    bot_allowed_chats: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(),
+        description="Groups the bot may answer in, comma-separated chat ids, added to the admin API's allow-list; "
+        "both empty: every group. In a group not listed it says so once and leaves. Private chats are always "
+        "answered.",
+    )
     bot_chat_info_cache_s: float = Field(
         default=600.0, ge=0, description="A group's slow mode delay (getChat) is re-read after this long."
     )
     bot_shutdown_grace_s: float = Field(default=10.0, ge=0, description="On stop, replies in flight get this long.")
+
+    @field_validator("bot_allowed_chats", mode="before")
+    @classmethod
+    def _chat_ids(cls, value: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+        """`"-1001, -1002"` -> `(-1001, -1002)`; anything else than integers is refused."""
+        parts = value.split(",") if isinstance(value, str) else list(value)
+        try:
+            return tuple(dict.fromkeys(int(str(part).strip()) for part in parts if str(part).strip()))
+        except ValueError:
+            raise ValueError("BOT_ALLOWED_CHATS: expected chat ids (integers) separated by commas") from None

@@ -87,6 +87,12 @@ class TrainOptions(TrainConfig):
         default=0.75, ge=0, lt=1, description="Dialogs from the database: toxicity at or above this quantile (0: all)."
     )
     limit: int | None = Field(default=None, ge=1, description="At most this many dialogs (the most toxic).")
+    feedback: int | None = Field(
+        default=None,
+        ge=1,
+        description="Add the bot's replies people liked (at least this many more likes than dislikes; only from "
+        "chats with /learn on) as extra examples, the reply after the messages it answered.",
+    )
     run_dir: Path | None = Field(default=None, description="Run folder; unset: TRAIN_RUNS_DIR/<timestamp>.")
     resume: bool = Field(default=False, description="Continue RUN_DIR from its last checkpoint and data snapshot.")
     publish: str | None = Field(default=None, description="Publish the result as this version name.")

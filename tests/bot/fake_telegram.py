@@ -10,7 +10,9 @@ getUpdates still waiting when another arrives ends with 409 Conflict, as on Tele
 A chat's life is modelled as Telegram answers it: `upgrade` turns a group into a supergroup (every
 call to the old id then fails with 400 "group chat was upgraded to a supergroup chat" and
 `parameters.migrate_to_chat_id`; `migration_messages` are the two service messages); `block` /
-`kick` make sends answer 403 and `member_update` builds the `my_chat_member` update; getChat
+`kick` make sends answer 403 (so does leaveChat, from then on) and `member_update` builds the
+`my_chat_member` update (`reaction_update` and `reaction_count_update` the `message_reaction` and
+`message_reaction_count` ones); getChat
 answers a ChatFullInfo with the `slow_mode_delay` set by `set_slow_mode`, and a send to such a
 chat sooner than the delay after the previous one gets 429 with `retry_after`.
 
@@ -255,6 +257,50 @@ class FakeTelegram:
             "new_chat_member": member(new_status),
         }
 
+    @staticmethod
+    def reaction(emoji: str | None = None, custom_emoji_id: str | None = None) -> dict:
+        """A ReactionType: an emoji, a custom emoji, or (neither given) a paid reaction."""
+        if emoji is not None:
+            return {"type": "emoji", "emoji": emoji}
+        if custom_emoji_id is not None:
+            return {"type": "custom_emoji", "custom_emoji_id": custom_emoji_id}
+        return {"type": "paid"}
+
+    def reaction_update(
+        self,
+        chat: dict,
+        message_id: int,
+        old: list[dict],
+        new: list[dict],
+        *,
+        user: dict | None = None,
+        actor_chat: dict | None = None,
+    ) -> dict:
+        """A `message_reaction` update (MessageReactionUpdated): `user`, or `actor_chat` for an
+        anonymous admin or a channel, changed their reactions from `old` to `new`."""
+        update: dict[str, Any] = {
+            "chat": chat,
+            "message_id": message_id,
+            "date": int(time.time()),
+            "old_reaction": old,
+            "new_reaction": new,
+        }
+        if user is not None:
+            update["user"] = user
+        if actor_chat is not None:
+            update["actor_chat"] = actor_chat
+        return update
+
+    def reaction_count_update(self, chat: dict, message_id: int, counts: list[tuple[dict, int]]) -> dict:
+        """A `message_reaction_count` update (MessageReactionCountUpdated): the anonymous
+        reactions' counts, as (ReactionType, total_count) pairs."""
+        return {
+            "chat": chat,
+            "message_id": message_id,
+            "date": int(time.time()),
+            "reactions": [{"type": reaction, "total_count": count} for reaction, count in counts],
+        }
+
     def block(self, chat: dict) -> None:
         """The user blocked the bot (private chat): sends answer 403."""
         with self._cond:
@@ -264,6 +310,11 @@ class FakeTelegram:
         """The bot was removed from the group: sends answer 403."""
         with self._cond:
             self._forbidden[chat["id"]] = f"Forbidden: bot was kicked from the {chat.get('type', 'group')} chat"
+
+    def rejoin(self, chat: dict) -> None:
+        """The bot was added back to the group it left or was kicked from: calls work again."""
+        with self._cond:
+            self._forbidden.pop(chat["id"], None)
 
     def set_slow_mode(self, chat: dict, delay_s: int) -> None:
         with self._cond:
@@ -283,9 +334,9 @@ class FakeTelegram:
         self._chats[chat["id"]] = chat
         return chat
 
-    def basic_group(self, title: str = "Обычная группа") -> dict:
+    def basic_group(self, title: str = "Обычная группа", chat_id: int | None = None) -> dict:
         """A (basic) group, the kind that becomes a supergroup with a new id."""
-        chat: dict[str, Any] = {"id": -4_000_000_000 - next(_ids), "type": "group", "title": title}
+        chat: dict[str, Any] = {"id": chat_id or -4_000_000_000 - next(_ids), "type": "group", "title": title}
         self._chats[chat["id"]] = chat
         return chat
 
@@ -601,6 +652,14 @@ class FakeTelegram:
             member.update({k: False for k in _ADMIN_RIGHTS})
             member["can_manage_chat"] = True
         return member
+
+    async def _m_leaveChat(self, params: dict) -> bool:
+        """The bot leaves: from now on every call about the chat answers 403, as Telegram does."""
+        chat_id = params["chat_id"]
+        with self._cond:
+            kind = self._chats.get(chat_id, {}).get("type", "supergroup")
+            self._forbidden[chat_id] = f"Forbidden: bot is not a member of the {kind} chat"
+        return True
 
     async def _m_setMyCommands(self, params: dict) -> bool:
         return True

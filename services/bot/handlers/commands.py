@@ -1,4 +1,5 @@
-"""Commands: /start, /help, /chance, /mute, /unmute, /ask, /settings (texts in texts.py)."""
+"""Commands: /start, /help, /chance, /mute, /unmute, /ask, /settings, and what is kept about the
+chat: /privacy, /learn, /forget (texts in texts.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
 from services.bot import texts
+from services.bot.chat_lifecycle import ChatLifecycle
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache, message_turn
 from services.bot.delivery import Delivery
 from services.bot.policy import parse_chance
+from services.bot.privacy import privacy_text
 from services.bot.responder import Responder
 from shared.settings import BotSettings
 
@@ -191,6 +194,7 @@ async def ask_handler(
     delivery: Delivery,
     responder: Responder,
     chain_cache: ChainCache,
+    chat_settings: ChatSettingsRepo,
     received_at: float | None = None,
 ) -> None:
     """Answer the text after the command (and the message it replies to), muted or not."""
@@ -207,4 +211,74 @@ async def ask_handler(
         if await _allowed(message, responder):
             await delivery.answer(message, texts.ASK_USAGE, received_at=received_at)
         return
-    await responder.respond(message, "ask", dialog, received_at)
+    config = await chat_settings.get(message.chat.id)
+    await responder.respond(message, "ask", dialog, received_at, learn=config.learn)
+
+
+@commands_router.message(Command("privacy"))
+async def privacy_handler(
+    message: Message, settings: BotSettings, delivery: Delivery, responder: Responder, received_at: float | None = None
+) -> None:
+    """Say what is kept about this chat, and for how long."""
+    if await _allowed(message, responder):
+        await delivery.answer(message, privacy_text(settings), received_at=received_at)
+
+
+LEARN_ARGS = {"on": True, "off": False, "вкл": True, "выкл": False}
+
+
+@commands_router.message(Command("learn"))
+async def learn_handler(
+    message: Message,
+    *,
+    command: CommandObject,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
+) -> None:
+    """Show, or turn on / off (admins; in private the user), keeping this chat's text for training."""
+    if not await _allowed(message, responder):
+        return
+    learn = LEARN_ARGS.get((command.args or "").strip().lower())
+    if learn is None:
+        config = await chat_settings.get(message.chat.id)
+        state = "включено" if config.learn else "выключено"
+        await delivery.answer(message, texts.LEARN_STATE.format(state=state), received_at=received_at)
+        return
+    if not await _admin_or_refuse(message, bot, delivery, received_at):
+        return
+    try:
+        await chat_settings.update(message.chat.id, title=message.chat.title, chat_type=message.chat.type, learn=learn)
+    except SettingsUnavailable:
+        await delivery.answer(message, texts.SAVE_FAILED, received_at=received_at)
+        return
+    log.info("learning turned " + ("on" if learn else "off"), extra={"chat_id": message.chat.id})
+    await delivery.answer(message, texts.LEARN_ON if learn else texts.LEARN_OFF, received_at=received_at)
+
+
+@commands_router.message(Command("forget"))
+async def forget_handler(
+    message: Message,
+    *,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    lifecycle: ChatLifecycle,
+    received_at: float | None = None,
+) -> None:
+    """Delete everything kept about this chat at once (admins; in private the user): its rows, and
+    its Redis keys after the confirmation (sending it makes some: a reply claim, rate windows)."""
+    if not await _allowed(message, responder):
+        return
+    if not await _admin_or_refuse(message, bot, delivery, received_at):
+        return
+    private = message.chat.type == "private"
+    try:
+        await lifecycle.forget(message.chat.id, private=private)
+    except SettingsUnavailable:
+        await delivery.answer(message, texts.FORGET_FAILED, received_at=received_at)
+        return
+    await delivery.answer(message, texts.FORGOTTEN, received_at=received_at)
+    await lifecycle.forget_keys(message.chat.id, private=private)
