@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
+from shared.schemas import MAX_CANDIDATES
 from shared.settings.base import DEFAULT_MODEL, ComputeSettings, ModelStoreSettings, QueueSettings
 
 
@@ -89,6 +90,30 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
     )
     inference_cache_dir: Path | None = Field(
         default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/converted-models."
+    )
+    inference_candidates_interactive: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="Candidates sampled per interactive job (one prefill; the reranker chooses) unless the job says.",
+    )
+    inference_candidates_bulk: int = Field(
+        default=1, ge=1, le=MAX_CANDIDATES, description="Candidates sampled per bulk job unless the job says."
+    )
+    reranker_toxicity_model: str = Field(
+        default="sismetanin/rubert-toxic-pikabu-2ch",
+        description="Sequence classifier scoring candidates' toxicity for the chat's tone (hub name or folder; any "
+        "AutoModelForSequenceClassification); empty: none (the reranker then ignores tone).",
+    )
+    reranker_toxicity_label: str | None = Field(
+        default=None, description="Name or index of its toxic class (unset: as TOXICITY_LABEL, docs/scraper.md)."
+    )
+    reranker_toxicity_quantization: Literal["int8", "float32"] = Field(
+        default="int8",
+        description="The classifier's linear layers as torch dynamic int8 (measured: docs/inference.md).",
+    )
+    reranker_threads: int = Field(
+        default=1, ge=1, description="Torch threads of the classifier (the decoding loop keeps the other cores)."
     )
     worker_pool: Literal["auto", "prefork", "threads"] = Field(
         default="auto", description="Celery pool; auto = threads unless INFERENCE_BACKEND=transformers (prefork)."
