@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from shared.db.models import ChatSettings
+from shared.schemas import TONES, Tone
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ChatConfig:
     state: str = "active"
     state_changed_at: datetime | None = None
     migrated_to: int | None = None
+    tone: Tone = "normal"
 
 
 class SettingsUnavailable(Exception):
@@ -67,6 +69,7 @@ class ChatSettingsRepo:
             row.state,
             row.state_changed_at,
             row.migrated_to,
+            row.tone if row.tone in TONES else "normal",
         )
 
     def forget(self, *chat_ids: int) -> None:
@@ -115,6 +118,7 @@ class ChatSettingsRepo:
         chat_type: str | None = None,
         reply_chance: float | None = None,
         muted: bool | None = None,
+        tone: Tone | None = None,
     ) -> ChatConfig:
         """Store the given fields (creating the row if needed) and return the chat's settings."""
         changes: dict[str, object] = {}
@@ -122,6 +126,8 @@ class ChatSettingsRepo:
             changes["reply_chance"] = reply_chance
         if muted is not None:
             changes["muted"] = muted
+        if tone is not None:
+            changes["tone"] = tone
         values = {"chat_id": chat_id, "title": (title or "")[:256] or None, "chat_type": chat_type, **changes}
         inserted = insert(ChatSettings).values(**values)
         stmt = inserted.on_conflict_do_update(
@@ -202,6 +208,7 @@ class ChatSettingsRepo:
                     "reply_chance": source.reply_chance,
                     "muted": source.muted,
                     "cooldown_s": source.cooldown_s,
+                    "tone": source.tone,
                     "state": "active",
                     "state_reason": "migrated",
                     "state_changed_at": func.now(),

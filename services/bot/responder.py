@@ -20,9 +20,10 @@ from services.bot import metrics, texts
 from services.bot.delivery import Delivery, clean_reply
 from services.bot.policy import ReplyKind
 from services.bot.rate_limit import RateLimiter, Window
+from services.bot.recent_replies import RecentReplies
 from services.bot.typing_indicator import TypingIndicator
 from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
-from shared.schemas import GenerationParams
+from shared.schemas import GenerationParams, Tone
 from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Responder:
         prefix: str,
         settings: BotSettings,
         params: GenerationParams | None = None,
+        recent: RecentReplies | None = None,
     ):
         self.client = client
         self.delivery = delivery
@@ -54,6 +56,9 @@ class Responder:
         self.prefix = prefix
         self.settings = settings
         self.params = params or GenerationParams()
+        self.recent = recent or RecentReplies(
+            redis, prefix, settings.bot_recent_replies, settings.bot_recent_replies_ttl_s
+        )
         # Chats apologised to within the interval; bounded, since this is only a courtesy.
         self._apologised: TTLCache[int, bool] = TTLCache(maxsize=10_000, ttl=settings.bot_apology_interval_s)
         self._in_flight: set[asyncio.Task] = set()
@@ -95,9 +100,17 @@ class Responder:
         return True
 
     async def respond(
-        self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None, cooldown_s: int = 0
+        self,
+        message: Message,
+        kind: ReplyKind,
+        dialog: list[str],
+        received_at: float | None,
+        cooldown_s: int = 0,
+        *,
+        tone: Tone = "normal",
     ) -> None:
-        """Generate a reply to `message` from `dialog` (newest first) and send it."""
+        """Generate a reply to `message` from `dialog` (newest first), chosen for the chat's `tone`
+        among the worker's candidates, and send it."""
         if kind == "random":
             if not await self._random_allowed(message, cooldown_s):
                 return
@@ -109,19 +122,26 @@ class Responder:
             self._in_flight.add(task)
         metrics.IN_FLIGHT.inc()
         try:
-            await self._respond(message, kind, dialog, received_at)
+            await self._respond(message, kind, dialog, received_at, tone)
         finally:
             metrics.IN_FLIGHT.dec()
             self._in_flight.discard(task)
 
-    async def _respond(self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None) -> None:
+    async def _respond(
+        self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None, tone: Tone
+    ) -> None:
         chat = message.chat
         thread_id = message.message_thread_id if message.is_topic_message else None
         timeout = self.settings.reply_timeout_s
         async with self.typing.typing(chat.id, thread_id):
             try:
                 job_id = await self.client.submit(
-                    dialog, self.params, priority="bulk" if kind == "random" else "interactive", timeout_s=timeout
+                    dialog,
+                    self.params,
+                    priority="bulk" if kind == "random" else "interactive",
+                    timeout_s=timeout,
+                    tone=tone,
+                    recent_replies=await self.recent.get(chat.id),
                 )
                 result = await self.client.wait(job_id, timeout)
             except (JobTimeout, JobFailed, BackendUnavailable) as exc:
@@ -143,6 +163,8 @@ class Responder:
                 return
         sent = await self.delivery.send_reply(message, text, kind, received_at, slot)
         if sent is not None:
+            await self.recent.add(sent.chat.id, text)
+            choice = result.choice
             log.info(
                 "replied",
                 extra={
@@ -152,6 +174,11 @@ class Responder:
                     "job_id": job_id,
                     "queue_ms": result.queue_ms,
                     "generate_ms": result.generate_ms,
+                    # The tone the reply was chosen for, and why this candidate (shared/schemas.py Choice).
+                    "tone": choice.tone if choice else tone,
+                    "candidates": len(choice.candidates) if choice else 1,
+                    "chosen": choice.index if choice else 0,
+                    "rule": choice.rule if choice else None,
                     "update_to_reply_s": round(time.monotonic() - received_at, 3) if received_at else None,
                 },
             )

@@ -70,5 +70,5 @@ async def message_handler(
     assert decision.kind is not None
     dialog = await chain_cache.dialog(chat.id, turn, parent.message_id if parent else None, parent_turn)
     await responder.respond(
-        message, decision.kind, dialog or [texts.EMPTY_MENTION_PROMPT], received_at, config.cooldown_s
+        message, decision.kind, dialog or [texts.EMPTY_MENTION_PROMPT], received_at, config.cooldown_s, tone=config.tone
     )
