@@ -178,9 +178,12 @@ def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler
     if scheduler_kind(settings, backend.name) == "continuous" and supports_slots(backend):
         from services.inference_worker.decoding_loop import DEFAULT_SLOTS
 
+        # A cache row per candidate: the jobs the worker takes (INFERENCE_SLOTS) times the most
+        # candidates a job asks by default, so that every job it holds can start at the next token.
+        candidates = max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
         return DecodingLoop(
             generator,
-            slots=settings.inference_slots or DEFAULT_SLOTS,
+            slots=(settings.inference_slots or DEFAULT_SLOTS) * candidates,
             slot_tokens=settings.inference_slot_tokens or None,
         )
     return Scheduler(

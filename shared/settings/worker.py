@@ -82,8 +82,9 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=0,
         ge=0,
         le=256,
-        description="Jobs a threads-pool worker takes from the queues at once; 0 = the continuous scheduler's 16 "
-        "cache slots (it takes one job per slot), else lanes x INFERENCE_MAX_BATCH.",
+        description="Jobs a threads-pool worker takes from the queues at once; 0 = 16 with the continuous scheduler "
+        "(its cache holds a row per candidate: this times the most candidates a job asks by default), else lanes x "
+        "INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the fast backends (float32: for parity checks)."
