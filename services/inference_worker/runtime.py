@@ -149,8 +149,9 @@ class RerankerRuntime:
                         )
             return self._scorer
 
-    def reranker(self, settings: Settings, generator: Generator) -> Reranker:
-        scorer = self.scorer(settings)
+    def reranker(self, settings: Settings, generator: Generator, candidates: int = 2) -> Reranker:
+        """The reranker for a job of `candidates` (one candidate needs no classifier: none is loaded)."""
+        scorer = self.scorer(settings) if candidates > 1 else None
         return Reranker(generator.codec.count_tokens, scorer.score if scorer is not None else None)
 
 

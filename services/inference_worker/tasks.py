@@ -76,7 +76,7 @@ def choose(task: GenerateTask, params: GenerationParams, candidates: list[str]) 
     """The reranker's choice among the candidates (reranker.py), counted and recorded for the admin page."""
     generator = runtime.generator
     assert generator is not None
-    reranker = reranking.reranker(settings, generator)
+    reranker = reranking.reranker(settings, generator, len(candidates))
     choice = reranker.choose(candidates, task.dialog, task.recent_replies, params.length, task.tone)
     metrics.CANDIDATES.observe(len(candidates))
     metrics.CHOICES.labels(choice.rule).inc()

@@ -107,7 +107,8 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         "AutoModelForSequenceClassification); empty: none (the reranker then ignores tone).",
     )
     reranker_toxicity_label: str | None = Field(
-        default=None, description="Name or index of its toxic class (unset: as TOXICITY_LABEL, docs/scraper.md)."
+        default=None,
+        description="Name or index of its toxic class; unset: found as for TOXICITY_LABEL (a class named toxic, ...).",
     )
     reranker_toxicity_quantization: Literal["int8", "float32"] = Field(
         default="int8",
