@@ -123,7 +123,7 @@ class Choice(BaseModel):
 
 class GenerationResult(BaseModel):
     text: str
-    new_tokens: int
+    new_tokens: int = Field(description="Tokens generated for this job: every candidate and every attempt.")
     model_version: str
     queue_ms: int
     generate_ms: int

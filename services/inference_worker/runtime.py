@@ -79,6 +79,8 @@ class ModelRuntime:
     def load(self, settings: Settings) -> None:
         from services.inference_worker.model_versions import load_active_version
 
+        if max(settings.inference_candidates_interactive, settings.inference_candidates_bulk) > 1:
+            reranking.scorer(settings)  # the reranker's classifier too, before the first job (not on its time)
         if load_active_version(self, settings):  # a published version is active: serve it (model_versions.py)
             return
         started = time.perf_counter()

@@ -108,7 +108,8 @@ def check_choice(result: GenerationResult, turn: str, tone: str, scorer) -> set[
         assert expected_rule is None or expected_rule in c.rejected, (c.text, c.rejected)
     texts = [c.text for c in choice.candidates]
     for c, expected in zip(choice.candidates, scorer.score(texts), strict=True):
-        assert c.toxicity == pytest.approx(expected, abs=1e-3)
+        if c.text.strip():  # an empty candidate is not scored
+            assert c.toxicity == pytest.approx(expected, abs=1e-3)
     ok = acceptable(result)
     if not ok:
         assert choice.rule == "all_rejected"
