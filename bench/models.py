@@ -73,3 +73,47 @@ def build_random_gpt2(size: str, cache_dir: Path, seed: int = 0) -> Path:
     else:
         os.replace(tmp, out)
     return out
+
+
+def build_random_classifier(cache_dir: Path, seed: int = 0) -> Path:
+    """A random-weight BERT-base-shaped toxicity classifier (12 layers, 768 wide, 12 heads: the
+    shape of the scraper's default `sismetanin/rubert-toxic-pikabu-2ch`) with a word-level
+    tokenizer, for measuring the reranker's cost (not its judgement). Built once, then reused."""
+    out = Path(cache_dir) / "random-bert-base-classifier"
+    if (out / "config.json").exists() and (out / "tokenizer.json").exists():
+        return out
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    letters = "абвгдежзийклмнопрстуфхцчшщыьэюя"
+    words = sorted({a + b + c for a in letters for b in letters[:8] for c in letters[:8]})
+    vocab = {token: i for i, token in enumerate([*specials, *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.Lowercase()
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=512,
+    )
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1})
+    model = BertForSequenceClassification(config)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    fast.save_pretrained(tmp)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    return out

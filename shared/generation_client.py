@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.celery_app import QUEUE_BULK, QUEUE_INTERACTIVE, QUEUES, create_celery_app
-from shared.schemas import TASK_NAME, GenerateTask, GenerationParams, GenerationResult
+from shared.schemas import MAX_RECENT_REPLIES, TASK_NAME, GenerateTask, GenerationParams, GenerationResult, Tone
 from shared.settings import QueueSettings
 
 Priority = Literal["interactive", "bulk"]
@@ -193,8 +193,11 @@ class GenerationClient:
         priority: Priority = "interactive",
         timeout_s: float | None = None,
         request_id: str | None = None,
+        tone: Tone = "normal",
+        recent_replies: list[str] | None = None,
     ) -> str:
-        """Enqueue a job and return its id. The job's deadline is now + timeout."""
+        """Enqueue a job and return its id. The job's deadline is now + timeout. `tone` and
+        `recent_replies` (the chat's last replies, newest first) steer the worker's reranker."""
         now = time.time()
         job_id = request_id or uuid.uuid4().hex
         task = GenerateTask(
@@ -203,6 +206,8 @@ class GenerationClient:
             params=params or GenerationParams(),
             deadline=now + (timeout_s or self.settings.reply_timeout_s),
             enqueued_at=now,
+            tone=tone,
+            recent_replies=(recent_replies or [])[:MAX_RECENT_REPLIES],
         )
         try:
             # Remember the id so that /v1/jobs can tell "queued" from "never existed".

@@ -26,6 +26,11 @@ class ErrorKind(StrEnum):
 
 
 LengthBucket = Literal["1", "2", "3", "-"]
+# Where in the toxicity range the chosen reply sits (docs/inference.md, "Reranker"); per chat.
+Tone = Literal["soft", "normal", "sharp"]
+TONES: tuple[Tone, ...] = ("soft", "normal", "sharp")
+MAX_CANDIDATES = 8
+MAX_RECENT_REPLIES = 16
 
 
 class GenerationParams(BaseModel):
@@ -53,6 +58,13 @@ class GenerationParams(BaseModel):
         default="2", description="Length bucket of the reply: 1 short, 2 medium, 3 long, - very long."
     )
     seed: int | None = Field(default=None, ge=0, description="Fix the sampling seed (reproducible replies).")
+    candidates: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="Replies sampled for the reranker to choose from; unset: the worker's default for the job's "
+        "queue (INFERENCE_CANDIDATES_INTERACTIVE / _BULK).",
+    )
 
 
 class GenerateTask(BaseModel):
@@ -67,6 +79,12 @@ class GenerateTask(BaseModel):
     )
     deadline: float = Field(description="Unix seconds; a job still queued past it is dropped, not generated.")
     enqueued_at: float | None = Field(default=None, description="Unix seconds when the caller enqueued it.")
+    tone: Tone = Field(default="normal", description="Which acceptable candidate to choose by toxicity.")
+    recent_replies: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_RECENT_REPLIES,
+        description="The bot's last replies in this chat, newest first: a candidate repeating one is rejected.",
+    )
 
     @field_serializer("params")
     def _only_set_params(self, params: GenerationParams) -> dict:
@@ -78,10 +96,40 @@ class GenerateTask(BaseModel):
         return GenerationParams.model_validate({**defaults, **self.params.model_dump(exclude_unset=True)})
 
 
+class CandidateScores(BaseModel):
+    """One sampled candidate and what the reranker made of it (services/inference_worker/reranker.py)."""
+
+    text: str
+    toxicity: float | None = Field(description="Probability of the toxic class; None without a classifier.")
+    echo: float = Field(description="Share of its word n-grams found in one turn of the dialog (0..1).")
+    distinct2: float = Field(description="Distinct word bigrams / bigrams (1: no repetition inside it).")
+    recent: float = Field(description="Highest similarity to one of the chat's recent replies (0..1).")
+    length_fit: float = Field(description="1 when its length is in the asked bucket, less the further off.")
+    garbage: float = Field(description="0 clean .. 1 garbage: too little text, no Cyrillic, unbalanced quotes.")
+    quality: float = Field(description="The soft scores combined (higher is better).")
+    rejected: list[str] = Field(
+        default_factory=list, description="Hard rules it failed (never chosen while another passed)."
+    )
+
+
+class Choice(BaseModel):
+    """Which candidate became the reply, and why."""
+
+    index: int = Field(description="Index of the chosen candidate in `candidates`.")
+    tone: Tone
+    rule: str = Field(description="What decided: single, tone_soft, tone_normal, tone_sharp, sharp_ceiling, ...")
+    candidates: list[CandidateScores]
+
+
 class GenerationResult(BaseModel):
     text: str
-    new_tokens: int
+    new_tokens: int = Field(description="Tokens generated for this job: every candidate and every attempt.")
     model_version: str
     queue_ms: int
     generate_ms: int
     worker: str | None = Field(default=None, description="Hostname of the worker that made it.")
+    choice: Choice | None = Field(default=None, description="The candidates and the reranker's choice.")
+
+    @property
+    def tone(self) -> Tone | None:
+        return self.choice.tone if self.choice else None

@@ -16,10 +16,16 @@ from shared.tokenization import TextCodec
 
 
 def generate_ids(
-    model: Any, codec: TextCodec, prompt: list[int], params: GenerationParams, *, do_sample: bool = True
-) -> list[int]:
-    """The new token ids after `prompt` (eos and what follows cut off). Seed torch first for a
-    reproducible draw."""
+    model: Any,
+    codec: TextCodec,
+    prompt: list[int],
+    params: GenerationParams,
+    *,
+    do_sample: bool = True,
+    sequences: int = 1,
+) -> list[list[int]]:
+    """`sequences` continuations of `prompt` (`num_return_sequences`), each its new token ids (eos
+    and what follows cut off). Seed torch first for a reproducible draw."""
     import torch
 
     input_ids = torch.tensor([prompt], dtype=torch.long, device=model.device)
@@ -36,11 +42,14 @@ def generate_ids(
             suppress_tokens=list(codec.banned_ids) or None,
             eos_token_id=codec.eos_id,
             pad_token_id=codec.eos_id,
+            num_return_sequences=sequences,
         )
-    new_ids = output[0, input_ids.shape[1] :].tolist()
-    return new_ids[: new_ids.index(codec.eos_id)] if codec.eos_id in new_ids else new_ids
+    replies = []
+    for row in output[:, input_ids.shape[1] :].tolist():
+        replies.append(row[: row.index(codec.eos_id)] if codec.eos_id in row else row)
+    return replies
 
 
 def sample_reply(model: Any, codec: TextCodec, dialog_newest_first: list[str], params: GenerationParams) -> str:
     """A reply to a dialog (newest first) as text."""
-    return codec.reply_text(generate_ids(model, codec, codec.prompt(dialog_newest_first, params.length), params))
+    return codec.reply_text(generate_ids(model, codec, codec.prompt(dialog_newest_first, params.length), params)[0])

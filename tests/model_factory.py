@@ -133,3 +133,52 @@ def make_hub_layout_gpt2(
         state.pop("lm_head.weight", None)  # tied to wte, as transformers saves it
         save_file(state, out_dir / "model.safetensors", metadata={"format": "pt"})
     return out_dir
+
+
+# --- a model biased toward the failures the reranker rejects ---------------------------------------
+
+BIAS_TURNS = [
+    "привет анон как дела",
+    "двач не тот уже",
+    "скинь картинку с котом",
+    "где пруфы билли",
+    "ты что несёшь вообще",
+    "пошёл работать завтра рано вставать",
+]
+LOOP_REPLY = "сажа сажа сажа сажа сажа сажа сажа"
+FIXED_REPLY = "бамп годному треду"  # the tests pass it as the chat's recent reply: a repeat
+GOOD_REPLY = "нормально а у тебя что нового"
+
+
+def make_biased_gpt2(out_dir: Path, *, steps: int = 100, seed: int = 0) -> Path:
+    """A tiny GPT-2 trained so that, to each of BIAS_TURNS, it answers with (about) equal odds an
+    echo of the turn, LOOP_REPLY, FIXED_REPLY or GOOD_REPLY: three of four samples fail a hard rule
+    of the reranker (echo, loop, repeat of a recent reply when FIXED_REPLY is one)."""
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from shared.tokenization import TextCodec
+
+    make_tiny_gpt2(out_dir, n_layer=2, n_embd=64, seed=seed)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model = GPT2LMHeadModel.from_pretrained(out_dir)
+    codec = TextCodec.from_transformers(tokenizer, model.config.vocab_size)
+    rows = [
+        codec.prompt([turn], "1") + codec.encode(reply) + [codec.eos_id]
+        for turn in BIAS_TURNS
+        for reply in (turn, LOOP_REPLY, FIXED_REPLY, GOOD_REPLY)
+    ]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([r + [codec.eos_id] * (width - len(r)) for r in rows])
+    labels = torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(ids, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    model.save_pretrained(out_dir)
+    return Path(out_dir)

@@ -48,6 +48,7 @@ ADMIN_GETS = [
     "/admin/queues",
     "/admin/workers",
     "/admin/failures",
+    "/admin/choices",
     "/admin/chats",
     "/admin/scraper",
     "/admin/scraper/runs",
@@ -123,6 +124,9 @@ def test_chats_list_show_update_mute(admin, db):
     changed = admin.patch("/admin/chats/-100", json={"reply_chance": 0.5, "cooldown_s": 10}).json()
     assert changed["reply_chance"] == 0.5 and changed["cooldown_s"] == 10
     assert admin.patch("/admin/chats/-100", json={"reply_chance": 2}).status_code == 422
+    assert admin.get("/admin/chats/-100").json()["tone"] == "normal"
+    assert admin.patch("/admin/chats/-100", json={"tone": "sharp"}).json()["tone"] == "sharp"
+    assert admin.patch("/admin/chats/-100", json={"tone": "злобно"}).status_code == 422
     assert admin.post("/admin/chats/-100/mute").json()["muted"] is True
     db.expire_all()
     assert db.get(ChatSettings, -100).muted is True  # the table the bot reads
@@ -237,3 +241,13 @@ def test_failed_jobs_are_listed_with_their_error(admin, redis_url):
     assert failures[job_id]["kind"] == "DeadlineExpired"
     assert failures[job_id]["worker"] == "shared@test"
     assert "deadline" in failures[job_id]["message"]
+
+
+def test_a_reply_lists_its_candidates_and_the_rerankers_choice(admin):
+    reply = admin.post("/v1/replies", json={"dialog": ["привет анон"], "tone": "soft"}, timeout=60).json()
+    choice = reply["choice"]
+    assert len(choice["candidates"]) == 4 and choice["tone"] == "soft"  # interactive: 4 by default
+    assert reply["text"] == choice["candidates"][choice["index"]]["text"]
+    recorded = {c["request_id"]: c for c in admin.get("/admin/choices").json()}
+    assert recorded[reply["job_id"]]["rule"] == choice["rule"]
+    assert recorded[reply["job_id"]]["candidates"] == choice["candidates"]

@@ -90,11 +90,16 @@ def test_admin_page_login_workers_generate_and_change_chance(page_gateway, chat_
             expect(page.locator("#reply")).not_to_have_text("…", timeout=30_000)
             expect(page.locator("#reply")).not_to_be_empty()
             expect(page.locator("#gen-meta")).to_contain_text("мс")
+            # The reply was chosen among the worker's candidates: the choice is listed (refreshed every 5 s).
+            expect(page.locator("#choices tbody tr").first).to_contain_text(
+                page.locator("#reply").inner_text(), timeout=15_000
+            )
 
             row = page.locator('#chats tr[data-chat="-4242"]')
             expect(row).to_contain_text("Тестовая конфа")
             expect(row).to_contain_text("активен")
             row.locator('input[name="chance"]').fill("0.35")
+            row.locator('select[name="tone"]').select_option("sharp")
             row.locator("button").click()
             expect(row.locator("button")).to_have_text("Сохранено")
             version = page.locator('#feedback-models tr[data-key="page-test-version"]')
@@ -106,4 +111,5 @@ def test_admin_page_login_workers_generate_and_change_chance(page_gateway, chat_
             browser.close()
 
     with Session(chat_row) as db:
-        assert db.get(ChatSettings, -4242).reply_chance == pytest.approx(0.35)
+        chat = db.get(ChatSettings, -4242)
+        assert chat.reply_chance == pytest.approx(0.35) and chat.tone == "sharp"

@@ -24,7 +24,8 @@ def test_reply_end_to_end_through_gateway(gateway, tiny_model_dir):
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["text"].strip() == body["text"] and body["text"]
-    assert 1 <= body["new_tokens"] <= 12 * 3  # up to three sampling attempts
+    assert 1 <= body["new_tokens"] <= 12 * 3 * 4  # up to three attempts of the 4 candidates of an interactive job
+    assert len(body["choice"]["candidates"]) == 4
     assert body["model_version"] == tiny_model_dir.name
     assert body["queue_ms"] >= 0 and body["generate_ms"] >= 0
     assert body["worker"] == "shared@test"

@@ -34,6 +34,7 @@ HEAVY = frozenset(
         "make_tiny_gpt2",
         "make_hub_layout_gpt2",
         "make_tiny_classifier",
+        "make_biased_gpt2",
         "train_briefly",
         "build_demo_model",
         "ensure_demo_model",

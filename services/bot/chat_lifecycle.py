@@ -34,6 +34,7 @@ from services.bot.allowlist import AllowList
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache
 from services.bot.dedupe import Claims
+from services.bot.recent_replies import recent_key
 from services.bot.responder import cooldown_key
 from shared.settings import BotSettings
 
@@ -94,7 +95,7 @@ class ChatLifecycle:
 
     def _exact_keys(self, chat_id: int, *, info: bool = True) -> list[str]:
         """Every key of a chat whose name is known (the per-message ones are found by pattern)."""
-        keys = [cooldown_key(self.prefix, chat_id), self.claims.greeting_key(chat_id)]
+        keys = [cooldown_key(self.prefix, chat_id), self.claims.greeting_key(chat_id), recent_key(self.prefix, chat_id)]
         if info:
             keys.append(self.chat_info_key(chat_id))
         for kind in CHAT_WINDOW_KINDS:

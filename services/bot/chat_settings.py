@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from shared.db.models import BotReply, ChatRefusal, ChatSettings
+from shared.schemas import TONES, Tone
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class ChatConfig:
     state_changed_at: datetime | None = None
     migrated_to: int | None = None
     learn: bool = False
+    tone: Tone = "normal"
 
 
 class SettingsUnavailable(Exception):
@@ -69,6 +71,7 @@ class ChatSettingsRepo:
             row.state_changed_at,
             row.migrated_to,
             bool(row.learn),
+            row.tone if row.tone in TONES else "normal",
         )
 
     def forget(self, *chat_ids: int) -> None:
@@ -118,6 +121,7 @@ class ChatSettingsRepo:
         reply_chance: float | None = None,
         muted: bool | None = None,
         learn: bool | None = None,
+        tone: Tone | None = None,
     ) -> ChatConfig:
         """Store the given fields (creating the row if needed) and return the chat's settings."""
         changes: dict[str, object] = {}
@@ -127,6 +131,8 @@ class ChatSettingsRepo:
             changes["reply_chance"] = reply_chance
         if muted is not None:
             changes["muted"] = muted
+        if tone is not None:
+            changes["tone"] = tone
         values = {"chat_id": chat_id, "title": (title or "")[:256] or None, "chat_type": chat_type, **changes}
         inserted = insert(ChatSettings).values(**values)
         stmt = inserted.on_conflict_do_update(
@@ -208,6 +214,7 @@ class ChatSettingsRepo:
                     "muted": source.muted,
                     "cooldown_s": source.cooldown_s,
                     "learn": source.learn,
+                    "tone": source.tone,
                     "state": "active",
                     "state_reason": "migrated",
                     "state_changed_at": func.now(),

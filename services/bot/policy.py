@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from shared.schemas import Tone
+
 # Why a message got an answer. `ask` is the /ask command; `random` is an unprompted group reply.
 ReplyKind = Literal["private", "mention", "reply", "ask", "random"]
 GROUP_TYPES = frozenset({"group", "supergroup"})
@@ -100,3 +102,25 @@ def parse_chance(arg: str | None) -> float | None:
     if math.isnan(value) or not 0.0 <= value <= 1.0:
         return None
     return value
+
+
+_TONE_WORDS: dict[str, Tone] = {
+    "мягко": "soft",
+    "мягкий": "soft",
+    "soft": "soft",
+    "обычно": "normal",
+    "обычный": "normal",
+    "normal": "normal",
+    "жёстко": "sharp",
+    "жестко": "sharp",
+    "жёсткий": "sharp",
+    "жесткий": "sharp",
+    "sharp": "sharp",
+}
+
+
+def parse_tone(arg: str | None) -> Tone | None:
+    """`/tone` argument to a tone: мягко, обычно, жёстко (or жестко; soft, normal, sharp); None otherwise."""
+    if not arg:
+        return None
+    return _TONE_WORDS.get(arg.strip().lower())

@@ -12,17 +12,18 @@ from shared.settings import BotSettings
 @dataclass(frozen=True)
 class Kept:
     what: str  # plain Russian
-    how_long: str  # plain Russian; {days}, {context_h}, {dedupe_h}, {info_min}: from the settings
+    how_long: str  # plain Russian; {days}, {context_h}, {dedupe_h}, {info_min}, {recent_h}: from the settings
 
 
 # Tables, by name. Deleted by /forget (the chat's rows) and by the cleanup after BOT_RETENTION_DAYS.
 TABLES: dict[str, Kept] = {
     "chat_settings": Kept(
-        "настройки чата: шанс случайного ответа, молчу ли я, включено ли обучение; название и тип чата",
+        "настройки чата: шанс случайного ответа, тон, молчу ли я, включено ли обучение; название и тип чата",
         "пока я в чате; если меня удалили или заблокировали — ещё {days} дн.",
     ),
     "bot_replies": Kept(
-        "мои ответы: номер сообщения, какая модель ответила, сколько и каких реакций на нём; "
+        "мои ответы: номер сообщения, какая модель ответила, с каким тоном и оценками ответ выбран, "
+        "сколько и каких реакций на нём; "
         "только если включено /learn — текст ответа и сообщений, на которые я отвечал",
         "{days} дн.",
     ),
@@ -39,6 +40,7 @@ REDIS_KINDS: dict[str, Kept] = {
     "ctx": Kept("последние сообщения чата (текст и на что отвечают), чтобы понимать контекст", "{context_h} ч."),
     "replied": Kept("номера сообщений, на которые я уже ответил (чтобы не ответить дважды)", "{dedupe_h} ч."),
     "greeted": Kept("отметка, что я уже поздоровался в группе", "{dedupe_h} ч."),
+    "recent": Kept("мои последние ответы в чате (чтобы не повторяться)", "{recent_h} ч."),
     "cooldown": Kept("пауза между случайными ответами", "до минуты"),
     "rl": Kept("счётчики отправленных сообщений для лимитов Telegram", "до минуты"),
     "chatinfo": Kept("задержка медленного режима группы", "{info_min} мин."),
@@ -52,6 +54,7 @@ def privacy_text(settings: BotSettings) -> str:
         "context_h": f"{settings.bot_context_ttl_s / 3600:g}",
         "dedupe_h": f"{settings.bot_dedupe_ttl_s / 3600:g}",
         "info_min": f"{settings.bot_chat_info_cache_s / 60:g}",
+        "recent_h": f"{settings.bot_recent_replies_ttl_s / 3600:g}",
     }
     lines = ["Что я храню об этом чате и сколько:"]
     for kept in [*TABLES.values(), *REDIS_KINDS.values()]:

@@ -20,13 +20,22 @@ from services.bot import metrics, texts
 from services.bot.delivery import Delivery, clean_reply
 from services.bot.policy import ReplyKind
 from services.bot.rate_limit import RateLimiter, Window
+from services.bot.recent_replies import RecentReplies
 from services.bot.reply_log import ReplyLog
 from services.bot.typing_indicator import TypingIndicator
 from shared.generation_client import BackendUnavailable, GenerationClient, JobFailed, JobTimeout
-from shared.schemas import GenerationParams
+from shared.schemas import Choice, GenerationParams, Tone
 from shared.settings import BotSettings
 
 log = logging.getLogger(__name__)
+
+
+def chosen_scores(choice: Choice | None) -> dict | None:
+    """What the reranker made of the reply it chose, and the rule that chose it (for bot_replies)."""
+    if choice is None:
+        return None
+    chosen = choice.candidates[choice.index].model_dump(exclude={"text"})
+    return {**chosen, "rule": choice.rule, "candidates": len(choice.candidates)}
 
 
 def cooldown_key(prefix: str, chat_id: int) -> str:
@@ -47,6 +56,7 @@ class Responder:
         settings: BotSettings,
         params: GenerationParams | None = None,
         replies: ReplyLog | None = None,
+        recent: RecentReplies | None = None,
     ):
         self.client = client
         self.delivery = delivery
@@ -57,6 +67,9 @@ class Responder:
         self.settings = settings
         self.params = params or GenerationParams()
         self.replies = replies
+        self.recent = recent or RecentReplies(
+            redis, prefix, settings.bot_recent_replies, settings.bot_recent_replies_ttl_s
+        )
         # Chats apologised to within the interval; bounded, since this is only a courtesy.
         self._apologised: TTLCache[int, bool] = TTLCache(maxsize=10_000, ttl=settings.bot_apology_interval_s)
         self._in_flight: set[asyncio.Task] = set()
@@ -106,9 +119,11 @@ class Responder:
         cooldown_s: int = 0,
         *,
         learn: bool = False,
+        tone: Tone = "normal",
     ) -> None:
-        """Generate a reply to `message` from `dialog` (newest first) and send it; the reply is
-        recorded (with `dialog` and its text only when the chat `learn`s)."""
+        """Generate a reply to `message` from `dialog` (newest first), chosen for the chat's `tone`
+        among the worker's candidates, and send it; the reply is recorded (with `dialog` and its
+        text only when the chat `learn`s)."""
         if kind == "random":
             if not await self._random_allowed(message, cooldown_s):
                 return
@@ -120,13 +135,20 @@ class Responder:
             self._in_flight.add(task)
         metrics.IN_FLIGHT.inc()
         try:
-            await self._respond(message, kind, dialog, received_at, learn)
+            await self._respond(message, kind, dialog, received_at, learn=learn, tone=tone)
         finally:
             metrics.IN_FLIGHT.dec()
             self._in_flight.discard(task)
 
     async def _respond(
-        self, message: Message, kind: ReplyKind, dialog: list[str], received_at: float | None, learn: bool
+        self,
+        message: Message,
+        kind: ReplyKind,
+        dialog: list[str],
+        received_at: float | None,
+        *,
+        learn: bool,
+        tone: Tone,
     ) -> None:
         chat = message.chat
         thread_id = message.message_thread_id if message.is_topic_message else None
@@ -134,7 +156,12 @@ class Responder:
         async with self.typing.typing(chat.id, thread_id):
             try:
                 job_id = await self.client.submit(
-                    dialog, self.params, priority="bulk" if kind == "random" else "interactive", timeout_s=timeout
+                    dialog,
+                    self.params,
+                    priority="bulk" if kind == "random" else "interactive",
+                    timeout_s=timeout,
+                    tone=tone,
+                    recent_replies=await self.recent.get(chat.id),
                 )
                 result = await self.client.wait(job_id, timeout)
             except (JobTimeout, JobFailed, BackendUnavailable) as exc:
@@ -155,19 +182,20 @@ class Responder:
             if slot is None:
                 return
         sent = await self.delivery.send_reply(message, text, kind, received_at, slot)
+        choice = result.choice
         if sent is not None and self.replies is not None:
-            # tone / scores: filled when the generation result carries the chosen candidate's.
             await self.replies.record(
                 sent.chat.id,
                 sent.message_id,
                 job_id=job_id,
                 model_version=result.model_version,
-                tone=getattr(result, "tone", None),
-                scores=getattr(result, "scores", None),
+                tone=choice.tone if choice else tone,
+                scores=chosen_scores(choice),
                 dialog=dialog if learn else None,
                 text=text if learn else None,
             )
         if sent is not None:
+            await self.recent.add(sent.chat.id, text)
             log.info(
                 "replied",
                 extra={
@@ -177,6 +205,11 @@ class Responder:
                     "job_id": job_id,
                     "queue_ms": result.queue_ms,
                     "generate_ms": result.generate_ms,
+                    # The tone the reply was chosen for, and why this candidate (shared/schemas.py Choice).
+                    "tone": choice.tone if choice else tone,
+                    "candidates": len(choice.candidates) if choice else 1,
+                    "chosen": choice.index if choice else 0,
+                    "rule": choice.rule if choice else None,
                     "update_to_reply_s": round(time.monotonic() - received_at, 3) if received_at else None,
                 },
             )

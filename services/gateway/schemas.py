@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.schemas import GenerationParams, GenerationResult
+from shared.schemas import GenerationParams, GenerationResult, Tone
 
 
 class ReplyRequest(BaseModel):
@@ -24,6 +24,9 @@ class ReplyRequest(BaseModel):
 
     dialog: list[str] = Field(description="Turns of the conversation, newest first; the reply answers dialog[0].")
     params: GenerationParams = Field(default_factory=GenerationParams)
+    tone: Tone = Field(
+        default="normal", description="Which candidate to choose by toxicity: soft, normal or sharp (under a ceiling)."
+    )
     wait: bool = Field(default=True, description="false: return 202 and a job id at once, poll /v1/jobs/{id}.")
     timeout_s: float | None = Field(
         default=None, ge=1, le=300, description="How long to wait; default REPLY_TIMEOUT_S."

@@ -30,6 +30,16 @@ class Continuation:
     text: str
 
 
+SEED_STRIDE = 1_000_003  # candidate i of a seeded job draws with seed + i * SEED_STRIDE (attempts add 1)
+
+
+def candidate_params(params: GenerationParams, index: int) -> GenerationParams:
+    """The parameters of candidate `index` of a seeded job (candidate 0: the job's own)."""
+    if params.seed is None or index == 0:
+        return params
+    return params.model_copy(update={"seed": params.seed + index * SEED_STRIDE})
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
     return len(os.sched_getaffinity(0))
@@ -87,6 +97,19 @@ class Backend(ABC):
     @abstractmethod
     def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
         """Sample a continuation of each prompt (token ids) with `params`; stop at eos."""
+
+    def continue_candidates(
+        self, prompts: list[list[int]], params: GenerationParams, n: int
+    ) -> list[list[Continuation]]:
+        """`n` sampled continuations of each prompt. Here each prompt is simply repeated `n` times
+        in the batch; backends that can share one prefill between the candidates override it."""
+        if n <= 1:
+            return [[c] for c in self.continue_prompts(prompts, params)]
+        if params.seed is not None:  # one seed per candidate, else all n would be the same reply
+            per_candidate = [self.continue_prompts(prompts, candidate_params(params, i)) for i in range(n)]
+            return [[per_candidate[i][j] for i in range(n)] for j in range(len(prompts))]
+        outs = self.continue_prompts([p for p in prompts for _ in range(n)], params)
+        return [outs[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def continuation(self, new_ids: list[int]) -> Continuation:
         return Continuation(list(new_ids), self.codec.reply_text(new_ids))
@@ -151,7 +174,20 @@ class TransformersBackend(Backend):
         if params.seed is not None:
             self._torch.manual_seed(params.seed)
         # One prompt at a time: left-padded batches change GPT-2's positions, and the seed did the same.
-        return [self.continuation(generate_ids(self.model, self.codec, prompt, params)) for prompt in prompts]
+        return [self.continuation(generate_ids(self.model, self.codec, prompt, params)[0]) for prompt in prompts]
+
+    def continue_candidates(
+        self, prompts: list[list[int]], params: GenerationParams, n: int
+    ) -> list[list[Continuation]]:
+        """`num_return_sequences=n`: transformers expands the prompt to n rows of one batch."""
+        from shared.transformers_generate import generate_ids
+
+        if params.seed is not None:
+            self._torch.manual_seed(params.seed)
+        return [
+            [self.continuation(ids) for ids in generate_ids(self.model, self.codec, prompt, params, sequences=n)]
+            for prompt in prompts
+        ]
 
 
 # The fast backends are imported on use: their engines are not needed by the transformers path.

@@ -95,6 +95,15 @@ class CTranslate2Backend(ConvertedBackend):
         # CTranslate2 takes token strings; GPT-2's byte-level tokens map one to one to ids.
         return [self.vocabulary[i] for i in ids]
 
+    def continue_candidates(
+        self, prompts: list[list[int]], params: GenerationParams, n: int
+    ) -> list[list[Continuation]]:
+        """`n` samples of each prompt: each prompt repeated `n` times in one batch. CTranslate2 4.8's
+        `num_hypotheses` cannot give them from one prefill: with `beam_size=1` it refuses more than
+        one ("The number of hypotheses cannot be greater than beam_size * patience"), and a beam of
+        n returns the n best of one beam search (sampling inside it), not n independent replies."""
+        return super().continue_candidates(prompts, params, n)
+
     def continue_prompts(self, prompts: list[list[int]], params: GenerationParams) -> list[Continuation]:
         """One batch on one lane (the caller runs at most `lanes` of these at once)."""
         if params.seed is not None:

@@ -57,23 +57,51 @@ def supports_slots(backend) -> bool:
 
 
 @dataclass
-class _Sequence:
+class _Group:
+    """One job's candidates (`params.candidates`, 1 by default): one prefill of the prompt, whose
+    key/value rows are copied to the other candidates' slots; each candidate samples on its own."""
+
     job: Job
     generator: Generator
     prompt: list[int]
-    steps: int  # tokens it may generate
+    steps: int  # tokens each candidate may generate
+    n: int  # candidates
+    attempt: int = 0
+    spent: int = 0  # tokens of earlier, empty attempts and of finished candidates
+    texts: list[str | None] = field(default_factory=list)  # per candidate, once finished
+
+    @property
+    def alone(self) -> bool:
+        return self.job.params.seed is not None
+
+
+@dataclass
+class _Sequence:
+    group: _Group
+    index: int  # which candidate of its group
     rng: np.random.Generator
     seen: np.ndarray
     banned: np.ndarray  # token ids never drawn (the codec's special tokens but eos)
     eos_id: int
     new: list[int] = field(default_factory=list)
     next_token: int = 0
-    attempt: int = 0
-    spent: int = 0  # tokens of earlier, empty attempts
+
+    @property
+    def job(self) -> Job:
+        return self.group.job
+
+    @property
+    def steps(self) -> int:
+        return self.group.steps
 
     @property
     def alone(self) -> bool:
-        return self.job.params.seed is not None
+        return self.group.alone
+
+
+def candidates_of(job: Job, slots: int) -> int:
+    """How many candidates `job` samples: its parameter (the worker fills it per queue), at most the slots."""
+    return max(1, min(job.params.candidates or 1, slots))
 
 
 class DecodingLoop(JobQueue):
@@ -94,11 +122,12 @@ class DecodingLoop(JobQueue):
         self.slot_tokens = slot_tokens
         self.bulk_slots = max(1, min(self.slots, bulk_slots if bulk_slots else self.slots - max(1, self.slots // 4)))
         self._wall = wall_clock
-        self._retries: deque[_Sequence] = deque()  # empty replies to sample again, first in line
+        self._retries: deque[_Group] = deque()  # all-empty replies to sample again, first in line
         self._rows: list[_Sequence] = []  # row i of the cache slots is self._rows[i]
         self._cache: CacheSlots | None = None  # the backend's slots, opened on first admission
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # rows per step, recent (bench, logs)
         self.steps = 0
+        self.prefilled_rows = 0  # prompts prefilled (one per job, whatever its candidates)
         self._thread = threading.Thread(target=self._loop, name="decoding-loop", daemon=True)
         self._thread.start()
 
@@ -133,31 +162,35 @@ class DecodingLoop(JobQueue):
     def _waiting(self) -> bool:
         return bool(self._retries or self._queues["interactive"] or self._queues["bulk"])
 
-    def _take_admissions(self) -> list[Job | _Sequence]:
-        """Jobs (and retries) for the free slots, interactive first; called with the lock held."""
+    def _take_admissions(self) -> list[Job | _Group]:
+        """Jobs (and retries) for the free slots, interactive first (a job takes one slot per
+        candidate); called with the lock held."""
         if any(seq.alone for seq in self._rows):
             return []  # a seeded sequence runs alone
         free = self.slots - len(self._rows)
         bulk_free = self.bulk_slots - sum(seq.job.priority == "bulk" for seq in self._rows)
-        taken: list[Job | _Sequence] = []
-        while self._retries and free > 0:
-            seq = self._retries[0]
-            if seq.alone and (self._rows or taken):
+        taken: list[Job | _Group] = []
+        while self._retries and free >= self._retries[0].n:
+            group = self._retries[0]
+            if group.alone and (self._rows or taken):
                 return taken
             taken.append(self._retries.popleft())
-            free -= 1
-            bulk_free -= seq.job.priority == "bulk"
-            if seq.alone:
+            free -= group.n
+            bulk_free -= group.n if group.job.priority == "bulk" else 0
+            if group.alone:
                 return taken
         for priority in ("interactive", "bulk"):
             queue = self._queues[priority]
-            while queue and free > 0 and (priority == "interactive" or bulk_free > 0):
+            while queue:
                 job = queue[0]
+                n = candidates_of(job, self.slots)
+                if free < n or (priority == "bulk" and bulk_free < n):
+                    break
                 if job.params.seed is not None and (self._rows or taken):
                     return taken  # it waits for the pool to empty; nothing overtakes it
                 taken.append(queue.popleft())
-                free -= 1
-                bulk_free -= priority == "bulk"
+                free -= n
+                bulk_free -= n if priority == "bulk" else 0
                 if job.params.seed is not None:
                     return taken
         return taken
@@ -168,6 +201,8 @@ class DecodingLoop(JobQueue):
         gone = [row for row, seq in enumerate(self._rows) if seq.job.deadline is not None and now > seq.job.deadline]
         for row in gone:
             seq = self._rows[row]
+            if seq.job.future.done():
+                continue  # another candidate of the same job failed it already
             late, tokens = now - (seq.job.deadline or now), len(seq.new)
             log.info("deadline passed mid-generation, cancelled", extra={"tokens": tokens})
             seq.job.future.set_exception(DeadlineExpired(f"deadline passed {late:.1f}s ago, after {tokens} tokens"))
@@ -186,12 +221,12 @@ class DecodingLoop(JobQueue):
             self._cache = cache
         return self._cache
 
-    def _admit(self, admitted: list[Job | _Sequence]) -> None:
+    def _admit(self, admitted: list[Job | _Group]) -> None:
         now_wall, generator = self._wall(), self._generator()
-        sequences: list[_Sequence] = []
+        groups: list[_Group] = []
         for item in admitted:
-            if isinstance(item, _Sequence):
-                sequences.append(item)
+            if isinstance(item, _Group):
+                groups.append(item)
                 continue
             job = item
             if not job.future.set_running_or_notify_cancel():
@@ -200,34 +235,48 @@ class DecodingLoop(JobQueue):
                 job.future.set_exception(DeadlineExpired(f"deadline passed {now_wall - job.deadline:.1f}s ago"))
                 continue
             try:
-                sequences.append(self._sequence(job, generator))
+                groups.append(self._group(job, generator))
             except Exception as exc:  # noqa: BLE001  # its caller gets it (a prompt that fits no slot, ...)
                 job.future.set_exception(exc)
-        if not sequences:
+        if not groups:
             return
         if self._cache is not None and self._cache.backend is not generator.backend and self._rows:
             # A new model version: the running sequences finish on the old one first.
             with self._cond:
-                self._retries.extendleft(reversed(sequences))
+                self._retries.extendleft(reversed(groups))
             return
-        cache = self._slots_for(generator)
-        sequences.sort(key=lambda s: len(s.prompt))
-        started = self._clock()
-        for begin, end in prefill_groups(np.array([len(s.prompt) for s in sequences])):
-            group, first = sequences[begin:end], len(self._rows)
-            try:
-                logits = cache.prefill(first, [s.prompt for s in group])
-            except Exception as exc:  # noqa: BLE001  # fails these jobs, not the running ones
-                for seq in group:
-                    seq.job.future.set_exception(exc)
-                continue
-            self._rows.extend(group)
-            for seq in group:
-                seq.job.started, seq.job.batch_size = started, len(self._rows)
-            self._sample(list(range(first, first + len(group))), logits)
-        log.debug("admitted", extra={"jobs": len(sequences), "rows": len(self._rows)})
+        self._prefill(self._slots_for(generator), sorted(groups, key=lambda g: len(g.prompt)))
+        log.debug("admitted", extra={"jobs": len(groups), "rows": len(self._rows)})
 
-    def _sequence(self, job: Job, generator: Generator, attempt: int = 0, spent: int = 0) -> _Sequence:
+    def _prefill(self, cache: CacheSlots, groups: list[_Group]) -> None:
+        """Prompts of close lengths in one run, one row per job; a job's other candidates get
+        copies of its prompt's cache rows and sample their first token from the same logits."""
+        started = self._clock()
+        for begin, end in prefill_groups(np.array([len(g.prompt) for g in groups])):
+            batch, first = groups[begin:end], len(self._rows)
+            try:
+                logits = cache.prefill(first, [g.prompt for g in batch])  # one row per job
+                self.prefilled_rows += len(batch)
+            except Exception as exc:  # noqa: BLE001  # fails these jobs, not the running ones
+                for group in batch:
+                    group.job.future.set_exception(exc)
+                continue
+            rows, row_logits = [], []
+            for offset, group in enumerate(batch):
+                self._rows.append(self._sequence(group, 0))
+                rows.append(first + offset)
+                row_logits.append(logits[offset])
+            for offset, group in enumerate(batch):
+                for index in range(1, group.n):  # the other candidates: the prompt's cache rows copied
+                    cache.copy(first + offset, len(self._rows))
+                    rows.append(len(self._rows))
+                    row_logits.append(logits[offset])
+                    self._rows.append(self._sequence(group, index))
+            for group in batch:
+                group.job.started, group.job.batch_size = started, len(self._rows)
+            self._sample(rows, np.stack(row_logits))
+
+    def _group(self, job: Job, generator: Generator, attempt: int = 0, spent: int = 0) -> _Group:
         params = job.params
         prompt = generator.prompt_ids(generator.fit_dialog(job.dialog, params.max_new_tokens), params.length)
         if not prompt:
@@ -237,18 +286,24 @@ class DecodingLoop(JobQueue):
         steps = min(params.max_new_tokens, tokens - len(prompt))
         if steps < 1:
             raise ValueError(f"a prompt of {len(prompt)} tokens leaves no room in a slot of {tokens}")
-        seed = params.seed + attempt if params.seed is not None else None
+        n = candidates_of(job, self.slots)
+        return _Group(job, generator, prompt, steps, n, attempt, spent, texts=[None] * n)
+
+    def _sequence(self, group: _Group, index: int) -> _Sequence:
+        seed = group.job.params.seed
+        if seed is not None:  # candidate 0 draws as a job of one candidate does: the same seeded reply
+            entropy: int | list[int] = seed + group.attempt if index == 0 else [seed + group.attempt, index]
+            rng = np.random.default_rng(entropy)
+        else:
+            rng = np.random.default_rng(np.random.SeedSequence())
+        generator = group.generator
         return _Sequence(
-            job=job,
-            generator=generator,
-            prompt=prompt,
-            steps=steps,
-            rng=np.random.default_rng(seed if seed is not None else np.random.SeedSequence()),
-            seen=np.unique(np.asarray(prompt, dtype=np.int64)),
+            group=group,
+            index=index,
+            rng=rng,
+            seen=np.unique(np.asarray(group.prompt, dtype=np.int64)),
             banned=np.asarray(generator.codec.banned_ids, dtype=np.int64),
             eos_id=generator.codec.eos_id,
-            attempt=attempt,
-            spent=spent,
         )
 
     def _step(self) -> None:
@@ -283,17 +338,24 @@ class DecodingLoop(JobQueue):
         self._retire(ended)
 
     def _finish(self, seq: _Sequence) -> None:
-        spent = seq.spent + len(seq.new)
-        text = seq.generator.backend.continuation(seq.new).text  # cut at eos or the next speaker
-        if text:
-            seq.job.future.set_result(Reply(text, spent))
+        group = seq.group
+        if seq.job.future.done():
+            return  # failed meanwhile (a deadline)
+        group.spent += len(seq.new)
+        group.texts[seq.index] = group.generator.backend.continuation(seq.new).text  # cut at eos or the next speaker
+        if any(text is None for text in group.texts):
+            return  # the other candidates are still running
+        texts = [text or "" for text in group.texts]
+        if any(texts):
+            first = next(text for text in texts if text)
+            seq.job.future.set_result(Reply(first, group.spent, candidates=texts))
             return
-        if seq.attempt + 1 < seq.generator.attempts:
-            log.info("empty generation, sampling again", extra={"attempt": seq.attempt + 1})
+        if group.attempt + 1 < group.generator.attempts:
+            log.info("empty generation, sampling again", extra={"attempt": group.attempt + 1})
             with self._cond:
-                self._retries.append(self._sequence(seq.job, seq.generator, seq.attempt + 1, spent))
+                self._retries.append(self._group(group.job, group.generator, group.attempt + 1, group.spent))
             return
-        seq.job.future.set_exception(EmptyGeneration(f"the model gave an empty reply {seq.generator.attempts} times"))
+        seq.job.future.set_exception(EmptyGeneration(f"the model gave an empty reply {group.generator.attempts} times"))
 
     def _retire(self, rows: list[int]) -> None:
         """Free `rows`: the last rows move into the gaps, so rows in use stay [0, n)."""
@@ -313,8 +375,8 @@ class DecodingLoop(JobQueue):
 
     def _fail_all(self, exc: Exception) -> None:
         self._fail_rows(exc)
-        for seq in self._retries:
-            seq.job.future.set_exception(exc)
+        for group in self._retries:
+            group.job.future.set_exception(exc)
         for queue in self._queues.values():
             for job in queue:
                 job.future.set_exception(exc)

@@ -8,7 +8,7 @@ did too), cut to `max_turn_tokens`, and the oldest dropped until the prompt fits
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.inference_worker.backends import Backend
 from shared.schemas import GenerationParams
@@ -22,8 +22,13 @@ class EmptyGeneration(Exception):
 
 @dataclass
 class Reply:
-    text: str
-    new_tokens: int
+    text: str  # the first non-empty candidate (the reranker chooses among `candidates`: reranker.py)
+    new_tokens: int  # tokens generated for all candidates and attempts
+    candidates: list[str] = field(default_factory=list)  # every candidate's text, "" for an empty one
+
+    def __post_init__(self) -> None:
+        if not self.candidates:
+            self.candidates = [self.text]
 
 
 class Generator:
@@ -69,6 +74,9 @@ class Generator:
         return self.reply_many([dialog], params)[0]
 
     def reply_many(self, dialogs: list[list[str]], params: GenerationParams) -> list[Reply]:
+        """One reply per dialog with `params.candidates` candidates each (one by default); a dialog
+        whose candidates all came out empty is sampled again, up to `attempts` times."""
+        n = params.candidates or 1
         prompts = [self.prompt_ids(self.fit_dialog(d, params.max_new_tokens), params.length) for d in dialogs]
         replies: list[Reply | None] = [None] * len(dialogs)
         spent = [0] * len(dialogs)
@@ -79,12 +87,12 @@ class Generator:
             attempt_params = params
             if params.seed is not None and attempt:
                 attempt_params = params.model_copy(update={"seed": params.seed + attempt})
-            outputs = self.backend.continue_prompts([prompts[i] for i in todo], attempt_params)
-            for i, out in zip(todo, outputs, strict=True):
-                spent[i] += len(out.token_ids)
-                text = out.text  # cut at eos or the next speaker, no special-token text (TextCodec.reply_text)
-                if text:
-                    replies[i] = Reply(text, spent[i])
+            outputs = self.backend.continue_candidates([prompts[i] for i in todo], attempt_params, n)
+            for i, outs in zip(todo, outputs, strict=True):
+                spent[i] += sum(len(out.token_ids) for out in outs)
+                texts = [out.text for out in outs]  # cut at eos or the next speaker (TextCodec.reply_text)
+                if any(texts):
+                    replies[i] = Reply(next(t for t in texts if t), spent[i], candidates=texts)
                 else:
                     log.info("empty generation, sampling again", extra={"attempt": attempt + 1})
         if any(r is None for r in replies):

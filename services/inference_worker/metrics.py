@@ -40,6 +40,18 @@ for _outcome in ("ok", "failed"):
 for _kind in ErrorKind:
     FAILURES.labels(_kind.value)
 
+CANDIDATES = Histogram("dvach_worker_candidates_per_job", "Candidates sampled per job", buckets=(1, 2, 3, 4, 5, 6, 8))
+REJECTIONS = Counter("dvach_worker_rejections_total", "Candidates failing a hard rule of the reranker", ["reason"])
+CHOSEN_TOXICITY = Histogram(
+    "dvach_worker_chosen_toxicity",
+    "Toxicity of the chosen reply, by the chat's tone (jobs scored by a classifier)",
+    ["tone"],
+    buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+)
+CHOICES = Counter("dvach_worker_choices_total", "Reranker choices, by the rule that decided", ["rule"])
+for _reason in ("empty", "echo", "repeat", "loop", "garbage"):  # reranker.REJECTION_REASONS
+    REJECTIONS.labels(_reason)
+
 MODEL_LOAD_SECONDS = Gauge(
     "dvach_worker_model_load_seconds", "Time the last model load took, in seconds", multiprocess_mode="livemax"
 )

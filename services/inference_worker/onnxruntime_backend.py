@@ -265,12 +265,19 @@ class CacheSlots:
         lengths += 1
         return logits
 
-    def move(self, source: int, target: int) -> None:
-        """Row `source`'s cache (the tokens it holds) into row `target`."""
+    def copy(self, source: int, target: int) -> None:
+        """Row `source`'s cache (the tokens it holds) into row `target` too: a job's other candidates
+        start from its one prefilled prompt (decoding_loop.py)."""
+        if target >= self.slots:
+            raise ValueError(f"row {target} past the {self.slots} slots")
         used = int(self.lengths[source])
         for c in self.cache:
             c[target, :, :used] = c[source, :, :used]
         self.lengths[target] = used
+
+    def move(self, source: int, target: int) -> None:
+        """Row `source`'s cache (the tokens it holds) into row `target`."""
+        self.copy(source, target)
         self.lengths[source] = 0
 
     def room(self, row: int) -> int:

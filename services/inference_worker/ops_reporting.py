@@ -42,6 +42,14 @@ def report_model(model_version: str, backend: str) -> None:
         log.warning("could not publish the served model", extra={"error": str(exc)})
 
 
+def report_choice(entry: dict) -> None:
+    """One reranker choice for the admin page's recent choices (no dialog text: only candidates)."""
+    try:
+        ops_state.record_choice(_redis(), {**entry, "worker": _node["name"]})
+    except redis.RedisError as exc:
+        log.warning("could not record a reranker choice", extra={"error": str(exc)})
+
+
 @task_failure.connect
 def _record_failure(sender=None, task_id=None, exception=None, **_kwargs) -> None:
     if sender is None or sender.name != TASK_NAME:

@@ -20,9 +20,11 @@ from services.inference_worker.backends import Backend, BackendOptions, load_bac
 from services.inference_worker.decoding_loop import DecodingLoop, supports_slots
 from services.inference_worker.generation import Generator
 from services.inference_worker.model_source import ModelSource, resolve_model
+from services.inference_worker.reranker import Reranker
 from services.inference_worker.scheduler import Scheduler
 from shared.schemas import GenerateTask, GenerationParams
 from shared.settings import WorkerSettings as Settings
+from shared.toxicity import ToxicityScorer
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class ModelRuntime:
     def load(self, settings: Settings) -> None:
         from services.inference_worker.model_versions import load_active_version
 
+        if max(settings.inference_candidates_interactive, settings.inference_candidates_bulk) > 1:
+            reranking.scorer(settings)  # the reranker's classifier too, before the first job (not on its time)
         if load_active_version(self, settings):  # a published version is active: serve it (model_versions.py)
             return
         started = time.perf_counter()
@@ -112,7 +116,49 @@ class ModelRuntime:
         )
 
 
+class RerankerRuntime:
+    """The reranker of this process (reranker.py), its toxicity classifier loaded on first use
+    (shared/toxicity.py); a classifier that does not load is logged once and the reranker runs
+    without it (toxicity None, tone ignored: rule `quality`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scorer: ToxicityScorer | None = None
+        self._tried: str | None = None
+
+    def scorer(self, settings: Settings) -> ToxicityScorer | None:
+        name = settings.reranker_toxicity_model
+        with self._lock:
+            if self._tried != name:
+                self._tried, self._scorer = name, None
+                if name:
+                    started = time.perf_counter()
+                    try:
+                        self._scorer = ToxicityScorer(
+                            name,
+                            label=settings.reranker_toxicity_label,
+                            torch_threads=settings.reranker_threads,
+                            quantization=settings.reranker_toxicity_quantization,
+                        )
+                        log.info(
+                            "toxicity classifier loaded",
+                            extra={"model": name, "load_s": round(time.perf_counter() - started, 2)},
+                        )
+                    except Exception as exc:  # noqa: BLE001 - any load failure: rank without toxicity, say so
+                        log.warning(
+                            "toxicity classifier did not load; ranking without toxicity",
+                            extra={"model": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"},
+                        )
+            return self._scorer
+
+    def reranker(self, settings: Settings, generator: Generator, candidates: int = 2) -> Reranker:
+        """The reranker for a job of `candidates` (one candidate needs no classifier: none is loaded)."""
+        scorer = self.scorer(settings) if candidates > 1 else None
+        return Reranker(generator.codec.count_tokens, scorer.score if scorer is not None else None)
+
+
 runtime = ModelRuntime()
+reranking = RerankerRuntime()
 _schedulers: dict[int, Scheduler | DecodingLoop] = {}  # by process id: a forked child makes its own
 _scheduler_lock = threading.Lock()
 
@@ -135,9 +181,12 @@ def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler
     if scheduler_kind(settings, backend.name) == "continuous" and supports_slots(backend):
         from services.inference_worker.decoding_loop import DEFAULT_SLOTS
 
+        # A cache row per candidate: the jobs the worker takes (INFERENCE_SLOTS) times the most
+        # candidates a job asks by default, so that every job it holds can start at the next token.
+        candidates = max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
         return DecodingLoop(
             generator,
-            slots=settings.inference_slots or DEFAULT_SLOTS,
+            slots=(settings.inference_slots or DEFAULT_SLOTS) * candidates,
             slot_tokens=settings.inference_slot_tokens or None,
         )
     return Scheduler(

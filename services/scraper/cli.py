@@ -158,7 +158,8 @@ def score(
 ) -> None:
     """Score the reply turn of every unscored dialog (resumable: batches are committed)."""
     from services.scraper import store
-    from services.scraper.toxicity import ToxicityScorer, score_dialogs
+    from services.scraper.toxicity import score_dialogs
+    from shared.toxicity import ToxicityScorer
 
     configure_from_settings(settings)
     name = settings.toxicity_model

@@ -56,6 +56,8 @@ class ChatSettings(Base):
     muted: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     # Seconds between two random replies in the same chat.
     cooldown_s: Mapped[int] = mapped_column(Integer, default=60, server_default="60")
+    # Which candidate the reranker chooses by toxicity: soft, normal, sharp (shared/schemas.py Tone).
+    tone: Mapped[str] = mapped_column(String(8), default="normal", server_default="normal")
     state: Mapped[str] = mapped_column(String(16), default="active", server_default="active", index=True)
     # Why the state last changed: kicked, left, blocked, forbidden (a 403 on send), added, unblocked, migrated.
     state_reason: Mapped[str | None] = mapped_column(String(32))

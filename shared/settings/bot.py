@@ -42,6 +42,15 @@ class BotSettings(QueueSettings):
     bot_max_concurrent_updates: int = Field(default=256, ge=1, description="Updates handled at once (polling).")
     bot_context_turns: int = Field(default=3, ge=1, le=8, description="Turns sent to the model, the trigger included.")
     bot_context_ttl_s: int = Field(default=6 * 3600, ge=60, description="How long recent messages are remembered.")
+    bot_recent_replies: int = Field(
+        default=5,
+        ge=0,
+        le=16,
+        description="The bot's last replies per chat sent with each job (a candidate repeating one is rejected).",
+    )
+    bot_recent_replies_ttl_s: int = Field(
+        default=3600, ge=60, description="How long the bot's replies count as recent in a chat."
+    )
     bot_max_turn_chars: int = Field(
         default=1000, ge=16, description="Longer turns are cut (the model takes 256 tokens)."
     )

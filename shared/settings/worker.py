@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
+from shared.schemas import MAX_CANDIDATES
 from shared.settings.base import DEFAULT_MODEL, ComputeSettings, ModelStoreSettings, QueueSettings
 
 
@@ -81,14 +82,40 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=0,
         ge=0,
         le=256,
-        description="Jobs a threads-pool worker takes from the queues at once; 0 = the continuous scheduler's 16 "
-        "cache slots (it takes one job per slot), else lanes x INFERENCE_MAX_BATCH.",
+        description="Jobs a threads-pool worker takes from the queues at once; 0 = 16 with the continuous scheduler "
+        "(its cache holds a row per candidate: this times the most candidates a job asks by default), else lanes x "
+        "INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the fast backends (float32: for parity checks)."
     )
     inference_cache_dir: Path | None = Field(
         default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/converted-models."
+    )
+    inference_candidates_interactive: int = Field(
+        default=4,
+        ge=1,
+        le=MAX_CANDIDATES,
+        description="Candidates sampled per interactive job (one prefill; the reranker chooses) unless the job says.",
+    )
+    inference_candidates_bulk: int = Field(
+        default=1, ge=1, le=MAX_CANDIDATES, description="Candidates sampled per bulk job unless the job says."
+    )
+    reranker_toxicity_model: str = Field(
+        default="sismetanin/rubert-toxic-pikabu-2ch",
+        description="Sequence classifier scoring candidates' toxicity for the chat's tone (hub name or folder; any "
+        "AutoModelForSequenceClassification); empty: none (the reranker then ignores tone).",
+    )
+    reranker_toxicity_label: str | None = Field(
+        default=None,
+        description="Name or index of its toxic class; unset: found as for TOXICITY_LABEL (a class named toxic, ...).",
+    )
+    reranker_toxicity_quantization: Literal["int8", "float32"] = Field(
+        default="int8",
+        description="The classifier's linear layers as torch dynamic int8 (measured: docs/inference.md).",
+    )
+    reranker_threads: int = Field(
+        default=1, ge=1, description="Torch threads of the classifier (the decoding loop keeps the other cores)."
     )
     worker_pool: Literal["auto", "prefork", "threads"] = Field(
         default="auto", description="Celery pool; auto = threads unless INFERENCE_BACKEND=transformers (prefork)."

@@ -29,6 +29,7 @@ _CHAT_COLUMNS = (
     "reply_chance",
     "muted",
     "cooldown_s",
+    "tone",
     "title",
     "chat_type",
     "state",
@@ -122,6 +123,13 @@ class TaskEvents:
         with self._cond:
             events = [e for e in self.events if e.get("type") == "task-received"]
         return [ast.literal_eval(e["kwargs"])["dialog"] for e in events]
+
+    def wait_job(self, newest: str, timeout: float = 30) -> dict:
+        """The keyword arguments of the job whose newest turn is `newest`."""
+        self.wait_dialog(newest, timeout)
+        with self._cond:
+            jobs = [ast.literal_eval(e["kwargs"]) for e in self.events if e.get("type") == "task-received"]
+        return next(job for job in jobs if job["dialog"] and job["dialog"][0] == newest)
 
     def wait_dialog(self, newest: str, timeout: float = 30) -> list[str]:
         """The dialog of the job whose newest turn is `newest`."""

@@ -8,6 +8,7 @@ import time
 from itertools import pairwise
 
 import pytest
+import redis
 
 from services.bot import texts
 from tests.bot.helpers import TaskEvents, get_chat, set_chat, wait_for_key
@@ -23,7 +24,7 @@ def test_startup_registers_commands_and_polls(bot, tg):
     assert "getUpdates" in methods
     commands = next(c for c in tg.calls if c.method == "setMyCommands").params["commands"]
     names = [c["command"] for c in commands]
-    assert {"start", "help", "chance", "mute", "unmute", "ask", "settings"} <= set(names)
+    assert {"start", "help", "chance", "tone", "mute", "unmute", "ask", "settings"} <= set(names)
     assert all(any("а" <= ch <= "я" for ch in c["description"].lower()) for c in commands)  # Russian
 
 
@@ -119,6 +120,37 @@ def test_chance_command_needs_an_admin_and_is_applied(bot, tg, database_url):
 
     usage = tg.send_user_message(group, member, "/chance много")
     assert tg.wait_reply(group["id"], usage["message_id"]).text == texts.CHANCE_USAGE.format(chance=0.25)
+
+
+def test_tone_is_set_by_admins_and_jobs_carry_it_with_the_chats_recent_replies(bot, tg, redis_url, database_url):
+    group = tg.group()
+    member, admin = tg.user(), tg.user()
+    tg.set_member(group["id"], admin["id"], "administrator")
+    set_chat(database_url, group["id"], reply_chance=0.0)
+
+    refused = tg.send_user_message(group, member, "/tone жёстко")
+    assert tg.wait_reply(group["id"], refused["message_id"]).text == texts.ADMINS_ONLY
+    usage = tg.send_user_message(group, member, "/tone громко")
+    assert tg.wait_reply(group["id"], usage["message_id"]).text == texts.TONE_USAGE.format(tone="обычно")
+    accepted = tg.send_user_message(group, admin, "/tone жестко")  # without ё too
+    assert tg.wait_reply(group["id"], accepted["message_id"]).text == texts.TONE_SET.format(tone="жёстко")
+    assert get_chat(database_url, group["id"])["tone"] == "sharp"
+    shown = tg.send_user_message(group, member, "/settings")
+    assert "тон: жёстко" in tg.wait_reply(group["id"], shown["message_id"]).text
+
+    events = TaskEvents(redis_url).start()
+    try:
+        first = tg.send_user_message(group, member, "первый вопрос к боту", mention=True)
+        first_reply = tg.wait_reply(group["id"], first["message_id"]).text
+        assert events.wait_job("первый вопрос к боту")["tone"] == "sharp"
+        second = tg.send_user_message(group, member, "второй вопрос к боту", mention=True)
+        tg.wait_reply(group["id"], second["message_id"])
+        job = events.wait_job("второй вопрос к боту")
+    finally:
+        events.stop()
+    assert job["tone"] == "sharp" and job["recent_replies"] == [first_reply]  # the bot's own last reply
+    recent = redis.Redis.from_url(redis_url).lrange(f"dvach:bot:{tg.bot_id}:recent:{group['id']}", 0, -1)
+    assert len(recent) == 2 and recent[1].decode() == first_reply
 
 
 def test_mute_ask_settings_unmute(bot, tg, database_url):

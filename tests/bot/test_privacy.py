@@ -160,7 +160,7 @@ def test_privacy_names_every_table_and_redis_key_kind_a_chat_has(bot, tg, databa
     text = tg.wait_reply(group["id"], ask["message_id"]).text
     prefix = f"dvach:bot:{tg.bot_id}:".encode()
     kinds = {k[len(prefix) :].split(b":")[0].decode() for k in _chat_keys(redis_url, tg.bot_id, group["id"])}
-    assert {"ctx", "replied", "greeted", "cooldown", "rl"} <= kinds <= set(privacy.REDIS_KINDS)
+    assert {"ctx", "replied", "greeted", "cooldown", "rl", "recent"} <= kinds <= set(privacy.REDIS_KINDS)
     for kept in [*privacy.TABLES.values(), *privacy.REDIS_KINDS.values()]:
         assert kept.what in text
     assert "30 дн." in text and "/forget" in text and "/learn on" in text

@@ -234,7 +234,14 @@ async def test_one_worker_process_runs_jobs_at_once_with_one_model(
 
 
 async def test_interactive_job_is_taken_before_queued_bulk_jobs(start_worker, private_redis, converted_wider):
-    env = fast_env(private_redis.url, converted_wider, INFERENCE_MAX_BATCH="2", INFERENCE_SLOTS="4")
+    # One candidate per job: the order is measured here, not the cost of candidates (bench.candidates).
+    env = fast_env(
+        private_redis.url,
+        converted_wider,
+        INFERENCE_MAX_BATCH="2",
+        INFERENCE_SLOTS="4",
+        INFERENCE_CANDIDATES_INTERACTIVE="1",
+    )
     worker = start_worker(env, node="priority@test")
     client = GenerationClient(QueueSettings(redis_url=private_redis.url))
     try:
@@ -274,7 +281,9 @@ def test_reply_end_to_end_through_gateway_with_a_fast_backend(
         worker.stop()
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["text"] and body["worker"] == f"fast-{backend}@test" and 1 <= body["new_tokens"] <= 36
+    assert (
+        body["text"] and body["worker"] == f"fast-{backend}@test" and 1 <= body["new_tokens"] <= 36 * 4
+    )  # 4 candidates
     assert f'"backend": "{backend}"' in worker.log_text()
 
 
@@ -292,7 +301,7 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
     scheduler.stop()
     # The default on onnxruntime is the continuous scheduler (docs/inference.md, "Continuous batching").
     loop = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
-    assert isinstance(loop, DecodingLoop) and loop.slots == 16
+    assert isinstance(loop, DecodingLoop) and loop.slots == 16 * 4  # 16 jobs of 4 candidates (interactive default)
     loop.stop()
 
 

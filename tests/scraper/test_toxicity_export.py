@@ -11,8 +11,9 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from services.scraper.export import NothingToExport, export_dataset
-from services.scraper.toxicity import ToxicClass, ToxicityScorer, score_dialogs, toxic_class
+from services.scraper.toxicity import score_dialogs
 from shared.dialog_jsonl import read_jsonl
+from shared.toxicity import ToxicClass, ToxicityScorer, toxic_class
 from tests.scraper.conftest import PO_THREADS, crawl, make_config
 from tests.scraper.tiny_classifier import make_tiny_classifier
 

@@ -1,5 +1,5 @@
-"""Commands: /start, /help, /chance, /mute, /unmute, /ask, /settings, and what is kept about the
-chat: /privacy, /learn, /forget (texts in texts.py)."""
+"""Commands: /start, /help, /chance, /tone, /mute, /unmute, /ask, /settings, and what is kept
+about the chat: /privacy, /learn, /forget (texts in texts.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from services.bot.chat_lifecycle import ChatLifecycle
 from services.bot.chat_settings import ChatSettingsRepo, SettingsUnavailable
 from services.bot.context import ChainCache, message_turn
 from services.bot.delivery import Delivery
-from services.bot.policy import parse_chance
+from services.bot.policy import parse_chance, parse_tone
 from services.bot.privacy import privacy_text
 from services.bot.responder import Responder
 from shared.settings import BotSettings
@@ -98,7 +98,10 @@ async def settings_handler(
         return
     config = await chat_settings.get(message.chat.id)
     text = texts.SETTINGS.format(
-        chance=config.reply_chance, muted=texts.YES if config.muted else texts.NO, cooldown=config.cooldown_s
+        chance=config.reply_chance,
+        muted=texts.YES if config.muted else texts.NO,
+        cooldown=config.cooldown_s,
+        tone=texts.TONES[config.tone],
     )
     await delivery.answer(message, text, received_at=received_at)
 
@@ -212,7 +215,39 @@ async def ask_handler(
             await delivery.answer(message, texts.ASK_USAGE, received_at=received_at)
         return
     config = await chat_settings.get(message.chat.id)
-    await responder.respond(message, "ask", dialog, received_at, learn=config.learn)
+    await responder.respond(message, "ask", dialog, received_at, learn=config.learn, tone=config.tone)
+
+
+@commands_router.message(Command("tone"))
+async def tone_handler(
+    message: Message,
+    *,
+    command: CommandObject,
+    bot: Bot,
+    delivery: Delivery,
+    responder: Responder,
+    chat_settings: ChatSettingsRepo,
+    received_at: float | None = None,
+) -> None:
+    """Show or set (admins) how sharp the chosen replies are: мягко, обычно, жёстко."""
+    if not await _allowed(message, responder):
+        return
+    tone = parse_tone(command.args)
+    if tone is None:
+        config = await chat_settings.get(message.chat.id)
+        await delivery.answer(message, texts.TONE_USAGE.format(tone=texts.TONES[config.tone]), received_at=received_at)
+        return
+    if not await _admin_or_refuse(message, bot, delivery, received_at):
+        return
+    try:
+        config = await chat_settings.update(
+            message.chat.id, title=message.chat.title, chat_type=message.chat.type, tone=tone
+        )
+    except SettingsUnavailable:
+        await delivery.answer(message, texts.SAVE_FAILED, received_at=received_at)
+        return
+    log.info("tone set", extra={"chat_id": message.chat.id, "tone": config.tone})
+    await delivery.answer(message, texts.TONE_SET.format(tone=texts.TONES[config.tone]), received_at=received_at)
 
 
 @commands_router.message(Command("privacy"))

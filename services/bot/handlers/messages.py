@@ -76,4 +76,5 @@ async def message_handler(
         received_at,
         config.cooldown_s,
         learn=config.learn,
+        tone=config.tone,
     )

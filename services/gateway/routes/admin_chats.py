@@ -15,6 +15,7 @@ from sqlalchemy import select
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep, Responses
 from services.gateway.deps import DbDep
 from shared.db.models import ChatSettings
+from shared.schemas import Tone
 
 ChatState = Literal["active", "inactive", "migrated"]
 
@@ -37,6 +38,7 @@ class ChatOut(BaseModel):
                     "reply_chance": 0.1,
                     "muted": False,
                     "cooldown_s": 60,
+                    "tone": "normal",
                     "state": "active",
                     "state_reason": "migrated",
                     "state_changed_at": "2026-11-29T08:00:00Z",
@@ -54,6 +56,7 @@ class ChatOut(BaseModel):
     reply_chance: float
     muted: bool
     cooldown_s: int
+    tone: Tone = Field(description="Replies chosen soft (least toxic), normal (the middle) or sharp (under a ceiling)")
     state: ChatState = Field(description="active; inactive: the bot was removed or blocked; migrated: now a supergroup")
     state_reason: str | None = Field(
         default=None, description="Why the state last changed: added, kicked, left, blocked, forbidden, migrated, ..."
@@ -70,6 +73,11 @@ class ChatUpdate(BaseModel):
     reply_chance: float | None = Field(default=None, ge=0, le=1, description="Chance of a random reply in a group")
     muted: bool | None = None
     cooldown_s: int | None = Field(default=None, ge=0, le=86400, description="Seconds between random replies")
+    tone: Tone | None = Field(
+        default=None,
+        description="soft: the least toxic acceptable candidate; normal: the middle; sharp: the "
+        "sharpest under a fixed ceiling (docs/inference.md, Reranker)",
+    )
 
 
 async def _get(db, chat_id: int) -> ChatSettings:

@@ -7,14 +7,14 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 
 from services.gateway.auth import ADMIN_RESPONSES, AdminDep
 from services.gateway.deps import ClientDep
 from shared import ops_state
 from shared.generation_client import BackendUnavailable
-from shared.schemas import TASK_NAME
+from shared.schemas import TASK_NAME, Choice
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=ADMIN_RESPONSES)
 
@@ -117,3 +117,24 @@ async def failures(client: ClientDep, limit: int = Query(50, ge=1, le=200)) -> l
         return [FailedJob(**entry) for entry in await ops_state.recent_failures(client.redis, limit)]
     except BackendUnavailable as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from None
+
+
+class RecentChoice(Choice):
+    """One reranker choice as a worker recorded it (shared/ops_state.py)."""
+
+    model_config = ConfigDict(extra="allow")
+    request_id: str | None = None
+    worker: str | None = None
+    at: float = Field(description="Unix seconds")
+
+
+@router.get(
+    "/choices",
+    response_model=list[RecentChoice],
+    summary="The reranker's recent choices: every candidate's scores and the rule that decided, newest first",
+)
+async def choices(client: ClientDep, limit: int = Query(50, ge=1, le=200)) -> list[RecentChoice]:
+    try:
+        return [RecentChoice(**entry) for entry in await ops_state.recent_choices(client.redis, limit)]
+    except (RedisError, OSError) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"Redis unreachable: {exc}") from None

@@ -84,7 +84,7 @@ async def _enqueue(
         if waiting >= settings.max_queue_depth:
             REPLIES.labels("overloaded").inc()
             return _unavailable(f"overloaded: {waiting} jobs already waiting", min(timeout, 30))
-        return await client.submit(turns, body.params, priority="interactive", timeout_s=timeout)
+        return await client.submit(turns, body.params, priority="interactive", timeout_s=timeout, tone=body.tone)
     except BackendUnavailable:
         REPLIES.labels("backend_unavailable").inc()
         return _unavailable("the queue is unreachable, try again shortly", 5)
