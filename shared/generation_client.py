@@ -217,6 +217,9 @@ class GenerationClient:
                 self.app.send_task,
                 TASK_NAME,
                 kwargs=task.model_dump(mode="json"),
+                # Task events and monitors show kwargs: as JSON, whole and parseable (Celery's own
+                # repr cuts them at 1 KB and does not escape backslashes or quotes in the texts).
+                kwargsrepr=task.model_dump_json(),
                 task_id=job_id,
                 queue=_QUEUE_OF[priority],
                 retry=True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ast
+import json
 import threading
 import time
 import uuid
@@ -12,6 +12,7 @@ import psycopg
 import redis
 
 from shared.celery_app import create_celery_app
+from shared.schemas import TASK_NAME
 from shared.settings import QueueSettings
 
 
@@ -120,16 +121,18 @@ class TaskEvents:
         self.app.close()
 
     def received_dialogs(self) -> list[list[str]]:
+        return [job["dialog"] for job in self.jobs()]
+
+    def jobs(self) -> list[dict]:
+        """The keyword arguments of every generation job received (the client sends them as JSON)."""
         with self._cond:
-            events = [e for e in self.events if e.get("type") == "task-received"]
-        return [ast.literal_eval(e["kwargs"])["dialog"] for e in events]
+            events = [e for e in self.events if e.get("type") == "task-received" and e.get("name") == TASK_NAME]
+        return [json.loads(e["kwargs"]) for e in events]
 
     def wait_job(self, newest: str, timeout: float = 30) -> dict:
         """The keyword arguments of the job whose newest turn is `newest`."""
         self.wait_dialog(newest, timeout)
-        with self._cond:
-            jobs = [ast.literal_eval(e["kwargs"]) for e in self.events if e.get("type") == "task-received"]
-        return next(job for job in jobs if job["dialog"] and job["dialog"][0] == newest)
+        return next(job for job in self.jobs() if job["dialog"] and job["dialog"][0] == newest)
 
     def wait_dialog(self, newest: str, timeout: float = 30) -> list[str]:
         """The dialog of the job whose newest turn is `newest`."""

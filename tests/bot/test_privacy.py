@@ -176,7 +176,9 @@ def test_learn_keeps_the_text_only_when_an_admin_turned_it_on(bot, tg, database_
     reply = tg.wait_reply(group["id"], before["message_id"])
     row = _wait_reply_row(database_url, group["id"], reply.result["message_id"])
     assert row["dialog"] is None and row["text"] is None  # learning is off by default
-    assert row["job_id"] and row["model_version"] and row["tone"] is None and row["scores"] is None
+    assert row["job_id"] and row["model_version"] and row["tone"] == "normal"  # the chat's tone
+    # The reranker's view of the reply it chose, out of the worker's interactive candidates.
+    assert row["scores"]["candidates"] == 4 and row["scores"]["rule"] and "text" not in row["scores"]
 
     on = tg.send_user_message(group, admin, "/learn on")
     assert tg.wait_reply(group["id"], on["message_id"]).text == texts.LEARN_ON
