@@ -207,6 +207,9 @@ class ChatSettingsRepo:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": old_id})
                 old = await session.scalar(select(ChatSettings).where(ChatSettings.chat_id == old_id))
                 if old is not None and old.state == "migrated":
+                    # Moved by another announcement: this process may have cached the new id's
+                    # settings read before that move (the update carrying this announcement did).
+                    self.forget(old_id, new_id)
                     return False
                 source = self._config(old, old_id)
                 moved = {
