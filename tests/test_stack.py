@@ -86,7 +86,7 @@ def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path,
         started = stack_processes(psutil.Process(launcher.pid), data)
         assert len(started) >= 4  # redis-server, postgres, the worker, the gateway (and their children)
         os.killpg(launcher.pid, signal.SIGINT)
-        assert launcher.wait(120) == 0
+        assert launcher.wait(120) == 0, out_path.read_text(errors="replace")[-4000:]
     finally:
         if launcher.poll() is None:
             os.killpg(launcher.pid, signal.SIGKILL)
