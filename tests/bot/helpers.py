@@ -61,6 +61,21 @@ def wait_chat(database_url: str, chat_id: int, timeout: float = 30, **expected: 
     raise TimeoutError(f"chat {chat_id} is {row}, not {expected}, after {timeout}s")
 
 
+def wait_for_list(redis_url: str, key: str, length: int, timeout: float = 15) -> list[str]:
+    """Until the Redis list `key` holds `length` items (polling; bounded); its items."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            items = client.lrange(key, 0, -1)
+            if len(items) >= length:
+                return [item.decode() for item in items]
+            time.sleep(0.05)  # polling a list, bounded by the deadline
+    finally:
+        client.close()
+    raise TimeoutError(f"{key} did not reach {length} items in {timeout}s")
+
+
 def wait_for_key(redis_url: str, key: str, timeout: float = 15) -> bytes:
     """Until `key` exists in Redis (polling; bounded)."""
     client = redis.Redis.from_url(redis_url)
@@ -122,14 +137,28 @@ class TaskEvents:
     def received_dialogs(self) -> list[list[str]]:
         with self._cond:
             events = [e for e in self.events if e.get("type") == "task-received"]
-        return [ast.literal_eval(e["kwargs"])["dialog"] for e in events]
+        dialogs = []
+        for event in events:
+            try:
+                dialogs.append(ast.literal_eval(event["kwargs"])["dialog"])
+            except SyntaxError:  # Celery cut a long repr: not one of the jobs looked for by dialog
+                continue
+        return dialogs
 
-    def wait_job(self, newest: str, timeout: float = 30) -> dict:
-        """The keyword arguments of the job whose newest turn is `newest`."""
-        self.wait_dialog(newest, timeout)
+    def wait_job(self, newest: str, timeout: float = 30) -> str:
+        """The keyword arguments (Celery's repr, which it cuts when long) of the job whose newest
+        turn is `newest`."""
+        wanted = f"'dialog': [{newest!r}"
+        deadline = time.monotonic() + timeout
         with self._cond:
-            jobs = [ast.literal_eval(e["kwargs"]) for e in self.events if e.get("type") == "task-received"]
-        return next(job for job in jobs if job["dialog"] and job["dialog"][0] == newest)
+            while True:
+                for event in self.events:
+                    if event.get("type") == "task-received" and wanted in event["kwargs"]:
+                        return event["kwargs"]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no job with newest turn {newest!r}")
+                self._cond.wait(remaining)
 
     def wait_dialog(self, newest: str, timeout: float = 30) -> list[str]:
         """The dialog of the job whose newest turn is `newest`."""
