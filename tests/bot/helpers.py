@@ -62,6 +62,21 @@ def wait_chat(database_url: str, chat_id: int, timeout: float = 30, **expected: 
     raise TimeoutError(f"chat {chat_id} is {row}, not {expected}, after {timeout}s")
 
 
+def wait_for_list(redis_url: str, key: str, length: int, timeout: float = 15) -> list[str]:
+    """Until the Redis list `key` holds `length` items (polling; bounded); its items."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            items = client.lrange(key, 0, -1)
+            if len(items) >= length:
+                return [item.decode() for item in items]
+            time.sleep(0.05)  # polling a list, bounded by the deadline
+    finally:
+        client.close()
+    raise TimeoutError(f"{key} did not reach {length} items in {timeout}s")
+
+
 def wait_for_key(redis_url: str, key: str, timeout: float = 15) -> bytes:
     """Until `key` exists in Redis (polling; bounded)."""
     client = redis.Redis.from_url(redis_url)

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from services.bot import texts
-from tests.bot.helpers import TaskEvents, get_chat, set_chat, wait_for_key
+from tests.bot.helpers import TaskEvents, get_chat, set_chat, wait_for_key, wait_for_list
 
 
 def _skips(bot, reason: str) -> float:
@@ -138,19 +138,21 @@ def test_tone_is_set_by_admins_and_jobs_carry_it_with_the_chats_recent_replies(b
     shown = tg.send_user_message(group, member, "/settings")
     assert "тон: жёстко" in tg.wait_reply(group["id"], shown["message_id"]).text
 
+    recent_key = f"dvach:bot:{tg.bot_id}:recent:{group['id']}"
     events = TaskEvents(redis_url).start()
     try:
         first = tg.send_user_message(group, member, "первый вопрос к боту", mention=True)
         first_reply = tg.wait_reply(group["id"], first["message_id"]).text
         assert events.wait_job("первый вопрос к боту")["tone"] == "sharp"
+        assert wait_for_list(redis_url, recent_key, 1) == [first_reply]  # remembered once sent
         second = tg.send_user_message(group, member, "второй вопрос к боту", mention=True)
         tg.wait_reply(group["id"], second["message_id"])
         job = events.wait_job("второй вопрос к боту")
     finally:
         events.stop()
     assert job["tone"] == "sharp" and job["recent_replies"] == [first_reply]  # the bot's own last reply
-    recent = redis.Redis.from_url(redis_url).lrange(f"dvach:bot:{tg.bot_id}:recent:{group['id']}", 0, -1)
-    assert len(recent) == 2 and recent[1].decode() == first_reply
+    recent = wait_for_list(redis_url, recent_key, 2)
+    assert len(recent) == 2 and recent[1] == first_reply and 0 < redis.Redis.from_url(redis_url).ttl(recent_key) <= 3600
 
 
 def test_mute_ask_settings_unmute(bot, tg, database_url):
