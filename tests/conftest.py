@@ -141,6 +141,8 @@ def service_env(redis_url: str, database_url: str, tiny_model_dir: Path) -> dict
         "DATABASE_URL": database_url,
         "MODEL_NAME_OR_PATH": str(tiny_model_dir),
         "INFERENCE_BACKEND": "transformers",
+        # Candidates and the reranker on, as an operator turns them on (off by default on CPUs).
+        "INFERENCE_CANDIDATES_INTERACTIVE": "4",
         "TORCH_THREADS": "1",
         "TASK_SOFT_TIME_LIMIT_S": "20",
         "TASK_TIME_LIMIT_S": "30",

@@ -26,11 +26,17 @@ def prepare_metrics_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
+def max_candidates(settings: WorkerSettings) -> int:
+    """The most candidates a job asks by default (a cache row each)."""
+    return max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
+
+
 def job_slots(settings: WorkerSettings) -> int:
-    """INFERENCE_SLOTS. By default, with the continuous scheduler, its cache slots: the worker
-    takes from Redis only jobs it can start at the next token, and the rest stay in the queue,
-    where autoscaling sees them. With the batch scheduler, enough jobs for every lane to fill a
-    batch, and as many again waiting to form the next one (docs/deploy.md, "Load test")."""
+    """INFERENCE_SLOTS. By default, with the continuous scheduler, as many jobs as its 16 cache
+    rows hold with a row per candidate: the worker takes from Redis only jobs it can start at the
+    next token, and the rest stay in the queue, where autoscaling sees them. With the batch
+    scheduler, enough jobs for every lane to fill a batch, and as many again waiting to form the
+    next one (docs/deploy.md, "Load test")."""
     if settings.inference_slots:
         return settings.inference_slots
     from services.inference_worker.backends import planned_lanes
@@ -38,7 +44,8 @@ def job_slots(settings: WorkerSettings) -> int:
     from services.inference_worker.runtime import backend_options, scheduler_kind
 
     if scheduler_kind(settings, settings.inference_backend) == "continuous":
-        return DEFAULT_SLOTS
+        # The cache's 16 rows hold this many jobs of the default candidates each (4: 4 jobs).
+        return max(1, DEFAULT_SLOTS // max_candidates(settings))
 
     return max(1, planned_lanes(settings.inference_backend, backend_options(settings)) * settings.inference_max_batch)
 

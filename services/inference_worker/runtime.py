@@ -179,14 +179,14 @@ def scheduler_kind(settings: Settings, backend_kind: str) -> str:
 def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler | DecodingLoop:
     """The scheduler INFERENCE_SCHEDULER names, configured by the INFERENCE_* settings."""
     if scheduler_kind(settings, backend.name) == "continuous" and supports_slots(backend):
-        from services.inference_worker.decoding_loop import DEFAULT_SLOTS
+        from services.inference_worker.__main__ import job_slots, max_candidates
 
-        # A cache row per candidate: the jobs the worker takes (INFERENCE_SLOTS) times the most
-        # candidates a job asks by default, so that every job it holds can start at the next token.
-        candidates = max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
+        # A cache row per candidate: the jobs the worker takes (job_slots: 16 rows' worth by
+        # default) times the most candidates a job asks by default; every job it holds can start
+        # at the next token.
         return DecodingLoop(
             generator,
-            slots=(settings.inference_slots or DEFAULT_SLOTS) * candidates,
+            slots=job_slots(settings) * max_candidates(settings),
             slot_tokens=settings.inference_slot_tokens or None,
         )
     return Scheduler(

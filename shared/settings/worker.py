@@ -82,9 +82,9 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=0,
         ge=0,
         le=256,
-        description="Jobs a threads-pool worker takes from the queues at once; 0 = 16 with the continuous scheduler "
-        "(its cache holds a row per candidate: this times the most candidates a job asks by default), else lanes x "
-        "INFERENCE_MAX_BATCH.",
+        description="Jobs a threads-pool worker takes from the queues at once; 0 = with the continuous scheduler as "
+        "many as 16 cache rows hold at a row per candidate (16 // the most candidates a job asks by default; the "
+        "cache has this times those candidates rows), else lanes x INFERENCE_MAX_BATCH.",
     )
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the fast backends (float32: for parity checks)."
@@ -93,10 +93,11 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/converted-models."
     )
     inference_candidates_interactive: int = Field(
-        default=4,
+        default=1,
         ge=1,
         le=MAX_CANDIDATES,
-        description="Candidates sampled per interactive job (one prefill; the reranker chooses) unless the job says.",
+        description="Candidates sampled per interactive job (one prefill; the reranker chooses) unless the job "
+        "says; 4 where the cores allow (docs/inference.md, 'Candidates and the reranker': the cost, the memory).",
     )
     inference_candidates_bulk: int = Field(
         default=1, ge=1, le=MAX_CANDIDATES, description="Candidates sampled per bulk job unless the job says."
