@@ -291,6 +291,7 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
     """Measured best on 2 cores (docs/inference.md): two lanes (one stays free for an interactive
     job), each run on all the cores; a burst fills one lane first (one batch of 8 ran 1.2 s, two
     batches of 4 at once 1.9 s)."""
+    from services.inference_worker.__main__ import job_slots
     from services.inference_worker.runtime import make_scheduler
 
     backend = load_backend("auto", converted_wider, BackendOptions(threads=2))
@@ -301,7 +302,12 @@ def test_default_onnxruntime_layout_gives_every_lane_all_cores(converted_wider: 
     scheduler.stop()
     # The default on onnxruntime is the continuous scheduler (docs/inference.md, "Continuous batching").
     loop = make_scheduler(Generator(backend), backend, WorkerSettings(redis_url="redis://unused"))
-    assert isinstance(loop, DecodingLoop) and loop.slots == 16 * 4  # 16 jobs of 4 candidates (interactive default)
+    assert isinstance(loop, DecodingLoop) and loop.slots == 16  # 16 jobs of one candidate (the default)
+    loop.stop()
+    # With candidates on, the 16 rows hold 4 jobs of 4; the worker takes only those from Redis.
+    four = WorkerSettings(redis_url="redis://unused", inference_candidates_interactive=4)
+    loop = make_scheduler(Generator(backend), backend, four)
+    assert loop.slots == 16 and job_slots(four) == 4
     loop.stop()
 
 
