@@ -83,27 +83,13 @@ def build_random_classifier(cache_dir: Path, seed: int = 0) -> Path:
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
     import torch
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForSequenceClassification
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    from tests.scraper.tiny_classifier import word_level_tokenizer
+
     letters = "абвгдежзийклмнопрстуфхцчшщыьэюя"
-    words = sorted({a + b + c for a in letters for b in letters[:8] for c in letters[:8]})
-    vocab = {token: i for i, token in enumerate([*specials, *words])}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])]
-    )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        unk_token="[UNK]",
-        pad_token="[PAD]",
-        cls_token="[CLS]",
-        sep_token="[SEP]",
-        model_max_length=512,
-    )
+    fast = word_level_tokenizer(sorted({a + b + c for a in letters for b in letters[:8] for c in letters[:8]}), 512)
+    vocab = fast.get_vocab()
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1})
     model = BertForSequenceClassification(config)

@@ -15,22 +15,12 @@ from pathlib import Path
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
 
 
-def make_tiny_classifier(
-    out_dir: Path,
-    corpus: Iterable[str],
-    *,
-    labels: tuple[str, ...] = ("neutral", "toxic"),
-    vocab_size: int = 2000,
-    seed: int = 0,
-) -> Path:
-    import torch
+def word_level_tokenizer(words: Iterable[str], max_length: int):
+    """A BERT-style word-level fast tokenizer ([CLS] text [SEP], lower-cased) over `words`."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    words = Counter(w for text in corpus for w in re.findall(r"\w+|[^\w\s]", text.lower()))
-    vocab = {token: i for i, token in enumerate(SPECIALS)}
-    for word, _ in words.most_common(vocab_size - len(SPECIALS)):
-        vocab[word] = len(vocab)
+    vocab = {token: i for i, token in enumerate([*SPECIALS, *words])}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -43,9 +33,26 @@ def make_tiny_classifier(
         pad_token="[PAD]",
         cls_token="[CLS]",
         sep_token="[SEP]",
-        model_max_length=128,
+        model_max_length=max_length,
     )
     assert len(fast) == len(vocab)
+    return fast
+
+
+def make_tiny_classifier(
+    out_dir: Path,
+    corpus: Iterable[str],
+    *,
+    labels: tuple[str, ...] = ("neutral", "toxic"),
+    vocab_size: int = 2000,
+    seed: int = 0,
+) -> Path:
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    counts = Counter(w for text in corpus for w in re.findall(r"\w+|[^\w\s]", text.lower()))
+    fast = word_level_tokenizer([w for w, _ in counts.most_common(vocab_size - len(SPECIALS))], 128)
+    vocab = fast.get_vocab()
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),
