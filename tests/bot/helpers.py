@@ -161,3 +161,29 @@ class TaskEvents:
                 if remaining <= 0:
                     raise TimeoutError(f"no job with newest turn {newest!r}; got {self.received_dialogs()[-5:]}")
                 self._cond.wait(remaining)
+
+
+def make_lifecycle(engine, client, database_url: str, redis_url: str, label: str):
+    """A ChatLifecycle of its own on the test servers (a unique key prefix; a bot that never sends),
+    and that prefix."""
+    from aiogram import Bot
+
+    from services.bot.chat_lifecycle import ChatLifecycle
+    from services.bot.chat_settings import ChatSettingsRepo
+    from services.bot.context import ChainCache
+    from services.bot.dedupe import Claims
+    from shared.settings import BotSettings
+
+    prefix = f"test:{label}:{time.time_ns()}"
+    settings = BotSettings(redis_url=redis_url, database_url=database_url, bot_retention_days=30)
+    lifecycle = ChatLifecycle(
+        Bot("123456:" + "A" * 35),
+        ChatSettingsRepo(engine, cache_s=0),
+        client,
+        prefix=prefix,
+        limiter_prefix=prefix + ":rl",
+        cache=ChainCache(client, prefix, 3600, 3),
+        claims=Claims(client, prefix, 3600),
+        settings=settings,
+    )
+    return lifecycle, prefix

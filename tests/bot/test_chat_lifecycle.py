@@ -9,17 +9,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import redis
 import redis.asyncio as aioredis
-from aiogram import Bot
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.bot import texts
-from services.bot.chat_lifecycle import ChatLifecycle
-from services.bot.chat_settings import ChatSettingsRepo
-from services.bot.context import ChainCache
-from services.bot.dedupe import Claims
 from shared.db import make_async_engine
-from shared.settings import BotSettings
-from tests.bot.helpers import TaskEvents, get_chat, set_chat, wait_chat
+from tests.bot.helpers import TaskEvents, get_chat, make_lifecycle, set_chat, wait_chat
 
 ADMIN_TOKEN = "admin-lifecycle-token-7c1e"
 
@@ -179,22 +173,6 @@ def test_kicked_chat_gets_no_job_and_goes_after_retention(bot, tg, database_url,
     assert get_chat(database_url, group["id"]) is not None
 
 
-def _lifecycle(engine, client, database_url: str, redis_url: str) -> tuple[ChatLifecycle, str]:
-    prefix = f"test:lifecycle:{time.time_ns()}"
-    settings = BotSettings(redis_url=redis_url, database_url=database_url, bot_retention_days=30)
-    lifecycle = ChatLifecycle(
-        Bot("123456:" + "A" * 35),
-        ChatSettingsRepo(engine, cache_s=0),
-        client,
-        prefix=prefix,
-        limiter_prefix=prefix + ":rl",
-        cache=ChainCache(client, prefix, 3600, 3),
-        claims=Claims(client, prefix, 3600),
-        settings=settings,
-    )
-    return lifecycle, prefix
-
-
 def _chat_ids(count: int) -> list[int]:
     base = -7_000_000_000 - time.time_ns() % 1_000_000_000
     return [base - i for i in range(count)]
@@ -205,7 +183,7 @@ async def test_migration_moves_row_and_keys_once(database_url, redis_url):
     row becomes a pointer, and a second announcement moves nothing."""
     engine = make_async_engine(database_url)
     client = aioredis.from_url(redis_url)
-    lifecycle, prefix = _lifecycle(engine, client, database_url, redis_url)
+    lifecycle, prefix = make_lifecycle(engine, client, database_url, redis_url, "lifecycle")
     repo = lifecycle.repo
     old, new = _chat_ids(2)
     try:
@@ -239,7 +217,7 @@ async def test_cleanup_deletes_chats_past_the_retention_only(database_url, redis
     and Redis keys, one inactive longer loses both; an active chat is never touched."""
     engine = make_async_engine(database_url)
     client = aioredis.from_url(redis_url)
-    lifecycle, prefix = _lifecycle(engine, client, database_url, redis_url)
+    lifecycle, prefix = make_lifecycle(engine, client, database_url, redis_url, "lifecycle")
     repo, cache, claims = lifecycle.repo, lifecycle.cache, lifecycle.claims
     gone, active = _chat_ids(2)
     try:

@@ -12,16 +12,10 @@ import psycopg
 import pytest
 import redis
 import redis.asyncio as aioredis
-from aiogram import Bot
 
 from services.bot import privacy, texts
-from services.bot.chat_lifecycle import ChatLifecycle
-from services.bot.chat_settings import ChatSettingsRepo
-from services.bot.context import ChainCache
-from services.bot.dedupe import Claims
 from shared.db import Base, make_async_engine, migrate
-from shared.settings import BotSettings
-from tests.bot.helpers import get_chat, set_chat
+from tests.bot.helpers import get_chat, make_lifecycle, set_chat
 from tests.servers import create_database, drop_database
 
 ADMIN_TOKEN = "admin-privacy-token-3f9a"
@@ -225,18 +219,7 @@ async def test_retention_deletes_old_reply_records_and_refusals(database_url, re
     BOT_RETENTION_DAYS go, newer ones stay, whatever the chat's state."""
     engine = make_async_engine(database_url)
     client = aioredis.from_url(redis_url)
-    prefix = f"test:retention:{time.time_ns()}"
-    settings = BotSettings(redis_url=redis_url, database_url=database_url, bot_retention_days=30)
-    lifecycle = ChatLifecycle(
-        Bot("123456:" + "A" * 35),
-        ChatSettingsRepo(engine, cache_s=0),
-        client,
-        prefix=prefix,
-        limiter_prefix=prefix + ":rl",
-        cache=ChainCache(client, prefix, 3600, 3),
-        claims=Claims(client, prefix, 3600),
-        settings=settings,
-    )
+    lifecycle, _ = make_lifecycle(engine, client, database_url, redis_url, "retention")
     chat_id = -8_000_000_000 - time.time_ns() % 1_000_000_000
     now = datetime.now(UTC)
     with psycopg.connect(database_url, autocommit=True) as conn:
