@@ -26,11 +26,6 @@ def prepare_metrics_dir() -> None:
     path.mkdir(parents=True, exist_ok=True)
 
 
-def max_candidates(settings: WorkerSettings) -> int:
-    """The most candidates a job asks by default (a cache row each)."""
-    return max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
-
-
 def job_slots(settings: WorkerSettings) -> int:
     """INFERENCE_SLOTS. By default, with the continuous scheduler, as many jobs as its 16 cache
     rows hold with a row per candidate: the worker takes from Redis only jobs it can start at the
@@ -41,7 +36,7 @@ def job_slots(settings: WorkerSettings) -> int:
         return settings.inference_slots
     from services.inference_worker.backends import planned_lanes
     from services.inference_worker.decoding_loop import DEFAULT_SLOTS
-    from services.inference_worker.runtime import backend_options, scheduler_kind
+    from services.inference_worker.runtime import backend_options, max_candidates, scheduler_kind
 
     if scheduler_kind(settings, settings.inference_backend) == "continuous":
         # The cache's 16 rows hold this many jobs of the default candidates each (4: 4 jobs).

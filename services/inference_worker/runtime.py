@@ -79,7 +79,7 @@ class ModelRuntime:
     def load(self, settings: Settings) -> None:
         from services.inference_worker.model_versions import load_active_version
 
-        if max(settings.inference_candidates_interactive, settings.inference_candidates_bulk) > 1:
+        if max_candidates(settings) > 1:
             reranking.scorer(settings)  # the reranker's classifier too, before the first job (not on its time)
         if load_active_version(self, settings):  # a published version is active: serve it (model_versions.py)
             return
@@ -114,6 +114,11 @@ class ModelRuntime:
                 "load_s": round(time.perf_counter() - started, 2),
             },
         )
+
+
+def max_candidates(settings: Settings) -> int:
+    """The most candidates a job asks by default (a cache row each; above 1 the reranker's classifier loads)."""
+    return max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
 
 
 class RerankerRuntime:
@@ -179,7 +184,7 @@ def scheduler_kind(settings: Settings, backend_kind: str) -> str:
 def make_scheduler(generator, backend: Backend, settings: Settings) -> Scheduler | DecodingLoop:
     """The scheduler INFERENCE_SCHEDULER names, configured by the INFERENCE_* settings."""
     if scheduler_kind(settings, backend.name) == "continuous" and supports_slots(backend):
-        from services.inference_worker.__main__ import job_slots, max_candidates
+        from services.inference_worker.__main__ import job_slots
 
         # A cache row per candidate: the jobs the worker takes (job_slots: 16 rows' worth by
         # default) times the most candidates a job asks by default; every job it holds can start
