@@ -14,7 +14,8 @@ chat history (the last five replies it sent in that chat), as the bot does, and 
 - echo rate: replies whose n-grams are >= 80% found in one turn of their dialog (reranker.overlap),
   and the mean of that overlap;
 - repeat rate: replies >= 80% found in one of the way's last five replies in the same chat;
-- distinct-2: distinct word bigrams over all bigrams of all replies (and the mean per reply);
+- distinct-2: distinct word bigrams over all bigrams of all replies, over those of each chat
+  (the mean over chats: what a chat's members read) and within each reply (the mean);
 - in bucket: replies whose token count falls in the asked length bucket (shared/prompt.py);
 - leak rate: replies with a special token's text or a speaker marker (must stay 0).
 """
@@ -47,6 +48,7 @@ def measure(replies: list[tuple[int, list[str], str, str]], codec) -> dict:
     echo = repeat = in_bucket = leak = 0
     echo_scores = []
     bigrams: list[tuple[str, ...]] = []
+    per_chat: dict[int, list[tuple[str, ...]]] = {}
     per_reply = []
     for chat, dialog, length, text in replies:
         recent = history.setdefault(chat, [])
@@ -57,6 +59,7 @@ def measure(replies: list[tuple[int, list[str], str, str]], codec) -> dict:
         leak += bool(MARKER.search(text)) or any(s and s in text for s in codec.special_texts)
         grams = [g for g in ngrams(words(text)) if len(g) == 2]
         bigrams += grams
+        per_chat.setdefault(chat, []).extend(grams)
         per_reply.append(distinct2(text))
         recent.insert(0, text)
         del recent[RECENT:]
@@ -66,6 +69,7 @@ def measure(replies: list[tuple[int, list[str], str, str]], codec) -> dict:
         "echo_mean": statistics.mean(echo_scores),
         "repeat_rate": repeat / n,
         "distinct2": len(set(bigrams)) / max(1, len(bigrams)),
+        "distinct2_chat": statistics.mean(len(set(g)) / max(1, len(g)) for g in per_chat.values()),
         "distinct2_mean": statistics.mean(per_reply),
         "in_bucket": in_bucket / n,
         "leak_rate": leak / n,
@@ -138,11 +142,12 @@ def main() -> None:
         ("echo_mean", False),
         ("repeat_rate", False),
         ("distinct2", True),
+        ("distinct2_chat", True),
         ("distinct2_mean", True),
         ("in_bucket", True),
         ("leak_rate", False),
     ):
-        b, a = result["before"][key], result["after"][key]
+        b, a = round(result["before"][key], 3), round(result["after"][key], 3)  # as printed
         better = (a > b) if higher else (a < b)
         print(f"| {key} | {b:.3f} | {a:.3f} | {'yes' if better else ('same' if a == b else 'NO')} |")
 

@@ -6,7 +6,9 @@ Not the training corpus (services/inference_worker/demo_model/corpus.py) and not
 the phrases below were written for this file, and `heldout()` drops any dialog that shares a
 turn with the demo corpus. Dialogs come in chats of ten consecutive messages (the reranker's
 "recent replies" are per chat), each one to three turns long (newest first, the project's order),
-with a length bucket to ask for ("1" short, "2" medium, "3" long).
+with a length bucket to ask for ("1" short, "2" medium, "3" long). About a third end in a chat
+reaction (`REACTIONS`): the board's stock phrases inside a message, which is where a small 2ch
+model copies its prompt.
 """
 
 from __future__ import annotations
@@ -58,6 +60,26 @@ FOLLOWUPS = [
     "ладно, а ты сам как",
     "и всё-таки, почему",
 ]
+# Chat reactions: the board's stock phrases as people write them into a message of their own
+# (none of them is a turn of the demo corpus). A small 2ch model says these phrases itself, so
+# this is where it echoes a message (measured: docs/inference.md).
+REACTIONS = [
+    "сильное заявление, анон",
+    "вот это поворот, конечно",
+    "в рамочку и на стену такое",
+    "зато честно, что уж там",
+    "это ты зря, анон",
+    "ну такое, если честно",
+    "жиза, у меня так же было",
+    "сохранил в цитатник, спасибо",
+    "держи в курсе, мне интересно",
+    "иди работай, анон",
+    "пруфы или не было, как говорится",
+    "а мне нравится, кстати",
+    "с тобой не поспоришь, анон",
+    "база, двачую",
+]
+REACTION_SHARE = 0.3  # of dialogs whose newest turn is a reaction
 BUCKETS = ("1", "2", "3")
 
 
@@ -82,6 +104,8 @@ def heldout(count: int = 200, seed: int = 18, per_chat: int = 10) -> list[HeldOu
             turns.append(rng.choice(MIDDLES))
             if rng.random() < 0.5:
                 turns.append(rng.choice(FOLLOWUPS))
+        if rng.random() < REACTION_SHARE:
+            turns.append(rng.choice(REACTIONS))
         if any(turn in training_turns for turn in turns):
             continue
         out.append(HeldOutDialog(len(out) // per_chat, list(reversed(turns)), rng.choice(BUCKETS)))

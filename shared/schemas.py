@@ -104,6 +104,9 @@ class CandidateScores(BaseModel):
     echo: float = Field(description="Share of its word n-grams found in one turn of the dialog (0..1).")
     distinct2: float = Field(description="Distinct word bigrams / bigrams (1: no repetition inside it).")
     recent: float = Field(description="Highest similarity to one of the chat's recent replies (0..1).")
+    stock: float = Field(
+        default=0.0, description="Highest similarity to another candidate of the job: the model's stock phrase (0..1)."
+    )
     length_fit: float = Field(description="1 when its length is in the asked bucket, less the further off.")
     garbage: float = Field(description="0 clean .. 1 garbage: too little text, no Cyrillic, unbalanced quotes.")
     quality: float = Field(description="The soft scores combined (higher is better).")

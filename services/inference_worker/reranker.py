@@ -9,6 +9,10 @@ Each candidate gets (shared/schemas.py `CandidateScores`):
   word is near 0);
 - `recent`: the same overlap against each of the chat's recent replies (the bot sends them): 1
   is a repeat of what the bot said lately;
+- `stock`: the same overlap against the job's other candidates, the highest: 1 when the model
+  said it more than once for this message, which is how its stock phrases show (a small dialog
+  model's modes: "это база, анон" to anything); choosing those is how one reply spreads over every
+  chat (measured: docs/inference.md);
 - `length_fit`: 1 when its length falls in the asked bucket, 0.5 one bucket off, 0 further;
 - `garbage`: too little text (no letter at all: 1; one letter: 0.5), letters but no Cyrillic
   (0.5), unbalanced quotes or brackets (0.25), summed and capped at 1.
@@ -18,7 +22,7 @@ Hard rules reject a candidate (`rejected`): `empty`, `echo` (echo >= ECHO_REJECT
 `garbage` (garbage >= GARBAGE_REJECT). A rejected candidate is never chosen while another passed;
 when all failed, the best of the non-empty ones is taken (rule `all_rejected`).
 
-The soft scores make `quality` (1 minus weighted faults). Among the passing candidates, those
+The soft scores make `quality` (1 minus weighted faults; `stock` weighs half). Among the passing candidates, those
 within QUALITY_MARGIN of the best are "acceptable", and the chat's tone picks among them by
 toxicity: `soft` the least toxic, `normal` the middle one, `sharp` the most toxic at or under
 SHARP_CEILING. The ceiling is a constant of the code, not a setting: no configuration makes the
@@ -45,7 +49,7 @@ QUALITY_MARGIN = 0.3
 # The sharpest reply the bot may choose; a constant on purpose (docs/inference.md, "Reranker").
 SHARP_CEILING = 0.9
 
-WEIGHTS = {"echo": 1.0, "repetition": 1.0, "recent": 1.0, "length": 0.5, "garbage": 1.0}
+WEIGHTS = {"echo": 1.0, "repetition": 1.0, "recent": 1.0, "length": 0.5, "garbage": 1.0, "stock": 0.5}
 BUCKETS = ("1", "2", "3", "-")
 REJECTION_REASONS = ("empty", "echo", "repeat", "loop", "garbage")
 
@@ -125,9 +129,11 @@ class Reranker:
                     tox[i] = round(float(value), 4)
         turns = [t for t in dialog if t.strip()]
         scored = []
-        for text, toxicity in zip(texts, tox, strict=True):
+        for index, (text, toxicity) in enumerate(zip(texts, tox, strict=True)):
             echo = max((overlap(text, turn) for turn in turns), default=0.0)
             rec = max((overlap(text, r) for r in recent if r.strip()), default=0.0)
+            others = (other for i, other in enumerate(texts) if i != index and other.strip())
+            stock = max((overlap(text, other) for other in others), default=0.0)
             d2 = distinct2(text)
             fit = length_fit(text, length, self.count_tokens) if text.strip() else 0.0
             junk = garbage(text)
@@ -137,6 +143,7 @@ class Reranker:
                 + WEIGHTS["recent"] * rec
                 + WEIGHTS["length"] * (1 - fit)
                 + WEIGHTS["garbage"] * junk
+                + WEIGHTS["stock"] * stock
             )
             rejected = []
             if not text.strip():
@@ -157,6 +164,7 @@ class Reranker:
                     echo=round(echo, 4),
                     distinct2=round(d2, 4),
                     recent=round(rec, 4),
+                    stock=round(stock, 4),
                     length_fit=round(fit, 4),
                     garbage=round(junk, 4),
                     quality=round(1.0 - faults, 4),

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from services.inference_worker.reranker import (
     QUALITY_MARGIN,
     SHARP_CEILING,
+    Reranker,
     distinct2,
     garbage,
     overlap,
@@ -54,6 +55,18 @@ def test_the_scores_see_echoes_loops_repeats_and_garbage():
     assert distinct2(LOOP_REPLY) < 0.2 and distinct2(GOOD_REPLY) == 1.0
     assert garbage("...!!!") == 1.0 and garbage("hello there") == 0.5 and garbage("ну (да") == 0.25
     assert garbage(GOOD_REPLY) == 0.0
+
+
+def test_a_stock_phrase_said_twice_loses_to_a_reply_of_its_own():
+    stock, specific = "это база, анон", "гречка с маслом лучше любой пиццы"
+    reranker = Reranker(lambda text: len(text.split()), None)
+    choice = reranker.choose([stock, specific, stock], ["что думаешь про гречку?"], [], "1", "normal")
+    assert choice.index == 1 and choice.rule == "only_acceptable"  # 0.5 below the specific one
+    assert [c.stock for c in choice.candidates] == [1.0, 0.0, 1.0]
+    # Said once, the same phrase is as good as any other reply.
+    alone = reranker.choose([stock, specific], ["что думаешь про гречку?"], [], "1", "normal")
+    assert [c.stock for c in alone.candidates] == [0.0, 0.0]
+    assert alone.candidates[0].quality == alone.candidates[1].quality
 
 
 def test_rejected_candidates_are_never_chosen_while_another_passed():
