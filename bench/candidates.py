@@ -2,13 +2,16 @@
 
     python -m bench.candidates [--size 355m] [--candidates 4] [--rounds 10] [--requests 8]
                                [--new-tokens 32] [--prompt-tokens 48] [--classifier-threads 1]
+                               [--classifier tiny|base]
 
 In one process, the worker's own path: the onnxruntime backend (int8) and the continuous
 DecodingLoop as `make_scheduler` builds them from the settings (INFERENCE_SLOTS etc. from the
 environment), the random-weight model of the real architecture (bench/models.py, cached in
-var/bench), and the reranker with a random BERT-base-shaped classifier (int8, as the worker
-loads it by default). Two ways, alternated round by round so that the machine's other work falls
-on both alike:
+var/bench), and the reranker with a random classifier (int8, as the worker loads it by default)
+of the default's shape, rubert-tiny (`--classifier base`: BERT-base, the scraper's). The random
+model's replies are bytes that the classifier's tokenizer reads as a few words, so the classifier
+is given texts of a real reply's size instead (`REPLY_WORDS` words each: 32 tokens of Russian).
+Two ways, alternated round by round so that the machine's other work falls on both alike:
 - one: `candidates=1`, no classifier run (what a job cost before the reranker);
 - many: `candidates=N`, then the reranker scores the N candidates (the classifier included) and
   chooses, as the Celery task does after the loop's reply.
@@ -36,6 +39,8 @@ if str(REPO) not in sys.path:
 
 from bench.inference import DEFAULT_CACHE, PARAMS, bench_dialog  # noqa: E402
 
+REPLY_WORDS = 24  # a 32-token Russian reply, in the classifier's word tokens (about 25-35 for a real one)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--prompt-tokens", type=int, default=48)
     parser.add_argument("--classifier-threads", type=int, default=1)
+    parser.add_argument("--classifier", choices=("tiny", "base"), default="tiny")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     return parser.parse_args()
 
@@ -80,13 +86,14 @@ def main() -> None:
     from shared.toxicity import ToxicityScorer
 
     model = build_random_gpt2(args.size, args.cache_dir)
-    classifier = build_random_classifier(args.cache_dir)
+    classifier = build_random_classifier(args.cache_dir, args.classifier)
     settings = WorkerSettings(redis_url="redis://unused", inference_backend="onnxruntime")
     backend = load_backend("onnxruntime", model, backend_options(settings))
     generator = Generator(backend)
     loop = make_scheduler(generator, backend, settings)
     scorer = ToxicityScorer(str(classifier), torch_threads=args.classifier_threads, quantization="int8")
-    reranker = Reranker(generator.codec.count_tokens, scorer.score)
+    reply_like = [" ".join(f"аб{letter}" for letter in "вгдежзийклмнопрстуфхцчшщыьэюя"[:REPLY_WORDS])]
+    reranker = Reranker(generator.codec.count_tokens, lambda texts: scorer.score(reply_like * len(texts)))
     dialog = bench_dialog(backend.encode, backend.eos_token, args.prompt_tokens)
     base = GenerationParams(max_new_tokens=args.new_tokens, **PARAMS)
     recent = ["скинь кота", "двач не торт"]
@@ -131,6 +138,7 @@ def main() -> None:
     result = {
         "size": args.size,
         "candidates": args.candidates,
+        "classifier": args.classifier,
         "slots": getattr(loop, "slots", None),
         "single_p50_s": p50,
         "single_ratio": p50["many"] / p50["one"],

@@ -75,13 +75,55 @@ def build_random_gpt2(size: str, cache_dir: Path, seed: int = 0) -> Path:
     return out
 
 
-def build_random_classifier(cache_dir: Path, seed: int = 0) -> Path:
-    """A random-weight BERT-base-shaped toxicity classifier (12 layers, 768 wide, 12 heads: the
-    shape of the scraper's default `sismetanin/rubert-toxic-pikabu-2ch`) with a word-level
+# Toxicity classifiers' shapes: `tiny` the reranker's default `cointegrated/rubert-tiny-toxicity`
+# (3 layers, 312 wide, 5 labels, multi-label), `base` the scraper's `sismetanin/rubert-toxic-pikabu-2ch`
+# (BERT-base: 12 layers, 768 wide).
+CLASSIFIERS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "hidden_size": 312,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 12,
+        "intermediate_size": 600,
+        "labels": ("non-toxic", "insult", "obscenity", "threat", "dangerous"),
+    },
+    "base": {"labels": ("neutral", "toxic")},  # BertConfig's defaults are BERT-base
+}
+
+
+def build_random_classifier(cache_dir: Path, shape: str = "tiny", seed: int = 0) -> Path:
+    """A random-weight toxicity classifier of one of the shapes of `CLASSIFIERS` with a word-level
     tokenizer, for measuring the reranker's cost (not its judgement). Built once, then reused."""
-    out = Path(cache_dir) / "random-bert-base-classifier"
+    out = Path(cache_dir) / ("random-bert-base-classifier" if shape == "base" else f"random-bert-{shape}-classifier")
     if (out / "config.json").exists() and (out / "tokenizer.json").exists():
         return out
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from tests.scraper.tiny_classifier import word_level_tokenizer
+
+    letters = "абвгдежзийклмнопрстуфхцчшщыьэюя"
+    fast = word_level_tokenizer(sorted({a + b + c for a in letters for b in letters[:8] for c in letters[:8]}), 512)
+    vocab = fast.get_vocab()
+    torch.manual_seed(seed)
+    dims = dict(CLASSIFIERS[shape])
+    labels = dims.pop("labels")
+    config = BertConfig(
+        vocab_size=len(vocab),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+        **dims,
+    )
+    model = BertForSequenceClassification(config)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    fast.save_pretrained(tmp)
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+    return out
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 

@@ -103,9 +103,10 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=1, ge=1, le=MAX_CANDIDATES, description="Candidates sampled per bulk job unless the job says."
     )
     reranker_toxicity_model: str = Field(
-        default="sismetanin/rubert-toxic-pikabu-2ch",
+        default="cointegrated/rubert-tiny-toxicity",
         description="Sequence classifier scoring candidates' toxicity for the chat's tone (hub name or folder; any "
-        "AutoModelForSequenceClassification); empty: none (the reranker then ignores tone).",
+        "AutoModelForSequenceClassification; the default is 12M parameters, the scraper's BERT-base 180M: "
+        "docs/inference.md); empty: none (the reranker then ignores tone).",
     )
     reranker_toxicity_label: str | None = Field(
         default=None,

@@ -33,8 +33,16 @@ def tiny_classifier(tmp_path_factory, recorded_dir):
             {0: "non-toxic", 1: "insult", 2: "obscenity", 3: "threat", 4: "dangerous"},
             "multi_label_classification",
             None,
-            ToxicClass(0, True, True),
+            ToxicClass(0, True, True, unsafe=4),
         ),
+        # rubert-tiny-toxicity's config as first published, without problem_type: still multi-label
+        (
+            {0: "non-toxic", 1: "insult", 2: "obscenity", 3: "threat", 4: "dangerous"},
+            None,
+            None,
+            ToxicClass(0, True, True, unsafe=4),
+        ),
+        ({0: "normal", 1: "offensive", 2: "hate speech"}, None, None, ToxicClass(1, False, False)),  # softmax
         ({0: "non-toxic", 1: "insult"}, "multi_label_classification", "insult", ToxicClass(1, False, True)),
         ({0: "a", 1: "b", 2: "c"}, None, "2", ToxicClass(2, False, False)),
         ({0: "score"}, "regression", None, ToxicClass(0, False, True)),
@@ -42,6 +50,24 @@ def tiny_classifier(tmp_path_factory, recorded_dir):
 )
 def test_which_class_is_toxic(id2label, problem_type, label, expected):
     assert toxic_class(id2label, problem_type, label) == expected
+
+
+def test_a_clean_and_a_dangerous_class_score_as_rubert_tiny_toxicity_card_says(tmp_path):
+    """1 - p(non-toxic) * (1 - p(dangerous)), from the model's own sigmoid outputs."""
+    import torch
+
+    from tests.scraper.tiny_classifier import make_tiny_classifier
+
+    labels = ("non-toxic", "insult", "obscenity", "threat", "dangerous")  # no problem_type in its config
+    folder = make_tiny_classifier(tmp_path / "multi", ["ну ты и дурак", "привет анон", "иди работай"], labels=labels)
+    scorer = ToxicityScorer(str(folder))
+    texts = ["ну ты и дурак", "привет анон"]
+    batch = scorer.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        probs = torch.sigmoid(scorer.model(**batch).logits)
+    expected = (1 - probs[:, 0] * (1 - probs[:, 4])).tolist()
+    assert scorer.score(texts) == pytest.approx(expected, abs=1e-6)
+    assert scorer.score(texts) != pytest.approx((1 - probs[:, 0]).tolist(), abs=1e-6)  # p(dangerous) counts
 
 
 def test_unknown_classes_need_a_setting():
