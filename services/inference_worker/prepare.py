@@ -79,6 +79,7 @@ def prepare(settings: Settings, version: str | None = None) -> dict:
     path, name = model_to_serve(settings, version)
     engines = engines_for(settings.inference_backend)
     prepared = {"version": name, "path": str(path), "backend": settings.inference_backend, "converted": None}
+    prepared |= prepare_classifier(settings)
     if not engines:
         return prepared
     cache_dir = backend_options(settings).cache_dir
@@ -95,6 +96,24 @@ def prepare(settings: Settings, version: str | None = None) -> dict:
         f"no fast engine converts {path} ({'; '.join(refusals)}). The worker would load it with transformers "
         "in float32, which needs about twice its memory limit: set INFERENCE_BACKEND=transformers and raise it"
     )
+
+
+def prepare_classifier(settings: Settings) -> dict:
+    """The reranker's classifier exported for ONNX Runtime when a worker with `settings` loads one
+    (candidates on); a classifier that does not convert is only logged: the worker then ranks
+    without toxicity, as it would."""
+    from services.inference_worker.runtime import conversion_cache, max_candidates
+    from shared.toxicity import converted_classifier
+
+    name = settings.reranker_toxicity_model
+    if max_candidates(settings) < 2 or not name or settings.reranker_toxicity_engine != "onnxruntime":
+        return {}
+    try:
+        out = converted_classifier(name, conversion_cache(settings), settings.reranker_toxicity_quantization)
+    except (RuntimeError, OSError) as exc:
+        log.warning("toxicity classifier not converted", extra={"model": name, "error": str(exc)[:500]})
+        return {"classifier": None}
+    return {"classifier": str(out)}
 
 
 def main(argv: list[str] | None = None) -> None:

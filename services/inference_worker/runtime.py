@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -24,9 +25,14 @@ from services.inference_worker.reranker import Reranker
 from services.inference_worker.scheduler import Scheduler
 from shared.schemas import GenerateTask, GenerationParams
 from shared.settings import WorkerSettings as Settings
-from shared.toxicity import ToxicityScorer
+from shared.toxicity import OnnxToxicityScorer, ToxicityScorer
 
 log = logging.getLogger(__name__)
+
+
+def conversion_cache(settings: Settings) -> Path:
+    """Where converted models go: the generator's int8 graphs and the reranker's classifier."""
+    return settings.inference_cache_dir or settings.data_dir / "converted-models"
 
 
 def backend_options(settings: Settings) -> BackendOptions:
@@ -36,7 +42,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         lanes=settings.inference_lanes,
         threads_per_lane=settings.inference_threads_per_lane,
         quantization=settings.inference_quantization,
-        cache_dir=settings.inference_cache_dir or settings.data_dir / "converted-models",
+        cache_dir=conversion_cache(settings),
         spin_wait=settings.inference_spin_wait,
     )
 
@@ -116,6 +122,24 @@ class ModelRuntime:
         )
 
 
+def load_scorer(settings: Settings) -> ToxicityScorer | OnnxToxicityScorer:
+    """The reranker's classifier as the settings ask (RERANKER_TOXICITY_*; docs/inference.md)."""
+    if settings.reranker_toxicity_engine == "onnxruntime":
+        return OnnxToxicityScorer(
+            settings.reranker_toxicity_model,
+            cache_dir=conversion_cache(settings),
+            label=settings.reranker_toxicity_label,
+            threads=settings.reranker_threads,
+            quantization=settings.reranker_toxicity_quantization,
+        )
+    return ToxicityScorer(
+        settings.reranker_toxicity_model,
+        label=settings.reranker_toxicity_label,
+        torch_threads=settings.reranker_threads,
+        quantization=settings.reranker_toxicity_quantization,
+    )
+
+
 def max_candidates(settings: Settings) -> int:
     """The most candidates a job asks by default (a cache row each; above 1 the reranker's classifier loads)."""
     return max(settings.inference_candidates_interactive, settings.inference_candidates_bulk)
@@ -128,10 +152,10 @@ class RerankerRuntime:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._scorer: ToxicityScorer | None = None
+        self._scorer: ToxicityScorer | OnnxToxicityScorer | None = None
         self._tried: str | None = None
 
-    def scorer(self, settings: Settings) -> ToxicityScorer | None:
+    def scorer(self, settings: Settings) -> ToxicityScorer | OnnxToxicityScorer | None:
         name = settings.reranker_toxicity_model
         with self._lock:
             if self._tried != name:
@@ -139,15 +163,14 @@ class RerankerRuntime:
                 if name:
                     started = time.perf_counter()
                     try:
-                        self._scorer = ToxicityScorer(
-                            name,
-                            label=settings.reranker_toxicity_label,
-                            torch_threads=settings.reranker_threads,
-                            quantization=settings.reranker_toxicity_quantization,
-                        )
+                        self._scorer = load_scorer(settings)
                         log.info(
                             "toxicity classifier loaded",
-                            extra={"model": name, "load_s": round(time.perf_counter() - started, 2)},
+                            extra={
+                                "model": name,
+                                "engine": settings.reranker_toxicity_engine,
+                                "load_s": round(time.perf_counter() - started, 2),
+                            },
                         )
                     except Exception as exc:  # noqa: BLE001 - any load failure: rank without toxicity, say so
                         log.warning(

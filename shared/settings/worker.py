@@ -112,12 +112,18 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
         default=None,
         description="Name or index of its toxic class; unset: found as for TOXICITY_LABEL (a class named toxic, ...).",
     )
+    reranker_toxicity_engine: Literal["onnxruntime", "torch"] = Field(
+        default="onnxruntime",
+        description="Runs the classifier: onnxruntime (exported once into the conversion cache; no torch in the "
+        "worker, about 0.3 GB less) or torch (for a model that does not export).",
+    )
     reranker_toxicity_quantization: Literal["int8", "float32"] = Field(
         default="int8",
-        description="The classifier's linear layers as torch dynamic int8 (measured: docs/inference.md).",
+        description="The classifier's weights as int8 (ONNX Runtime's or torch's dynamic quantization; measured: "
+        "docs/inference.md).",
     )
     reranker_threads: int = Field(
-        default=1, ge=1, description="Torch threads of the classifier (the decoding loop keeps the other cores)."
+        default=1, ge=1, description="Threads of the classifier (the decoding loop keeps the other cores)."
     )
     worker_pool: Literal["auto", "prefork", "threads"] = Field(
         default="auto", description="Celery pool; auto = threads unless INFERENCE_BACKEND=transformers (prefork)."

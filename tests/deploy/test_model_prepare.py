@@ -65,6 +65,24 @@ def test_the_worker_loads_what_prepare_converted(prepared_env, start_worker):
     assert "converting the model" not in worker.log_text()
 
 
+def test_with_candidates_on_the_classifier_is_exported_before_the_worker_starts(prepared_env, start_worker, tmp_path):
+    from tests.scraper.tiny_classifier import make_tiny_classifier
+
+    classifier = make_tiny_classifier(tmp_path / "tox", ["привет анон", "ну ты и дурак"])
+    env = {**prepared_env, "INFERENCE_CANDIDATES_INTERACTIVE": "4", "RERANKER_TOXICITY_MODEL": str(classifier)}
+    done = prepare(env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    exported = json.loads(done.stdout)["classifier"]
+    assert exported and os.path.exists(os.path.join(exported, "model.onnx")), done.stdout
+    worker = start_worker(env)
+    worker.stop()
+    assert "toxicity classifier loaded" in worker.log_text()
+    assert "converting the toxicity classifier" not in worker.log_text()
+    # Candidates off (the default; the tests' environment turns them on): nothing to export.
+    off = {**env, "INFERENCE_CANDIDATES_INTERACTIVE": "1", "INFERENCE_CANDIDATES_BULK": "1"}
+    assert "classifier" not in json.loads(prepare(off).stdout)
+
+
 def test_a_published_version_is_prepared_before_activation(prepared_env, tiny_model_dir, tmp_path):
     version = shutil.copytree(tiny_model_dir, tmp_path / "store" / "v2")
     done = prepare(prepared_env, "--version", "v2")

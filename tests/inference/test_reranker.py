@@ -139,9 +139,9 @@ def check_choice(result: GenerationResult, turn: str, tone: str, scorer) -> set[
 
 
 async def test_a_worker_chooses_past_echoes_loops_and_repeats_and_explains_why(
-    start_worker, private_redis, biased_model: Path, classifier: Path
+    start_worker, private_redis, biased_model: Path, classifier: Path, tmp_path: Path
 ):
-    from shared.toxicity import ToxicityScorer
+    from shared.toxicity import OnnxToxicityScorer
 
     metrics_port = free_port()
     worker = start_worker(
@@ -170,8 +170,10 @@ async def test_a_worker_chooses_past_echoes_loops_and_repeats_and_explains_why(
     finally:
         await client.close()
         worker.stop()
+    assert '"engine": "onnxruntime"' in worker.log_text()  # RERANKER_TOXICITY_ENGINE's default: no torch
 
-    scorer = ToxicityScorer(str(classifier), quantization="int8")
+    # The worker's classifier runs on ONNX Runtime (the default engine), exported from the same folder.
+    scorer = OnnxToxicityScorer(str(classifier), cache_dir=tmp_path, quantization="int8")
     fired: set[str] = set()
     for i, result in enumerate(results):
         fired |= check_choice(result, BIAS_TURNS[i % len(BIAS_TURNS)], tones[i % 3], scorer)
