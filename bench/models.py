@@ -62,7 +62,11 @@ def build_random_gpt2(size: str, cache_dir: Path, seed: int = 0) -> Path:
         **SIZES[size],
     )
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(config)
+    return save_once(out, GPT2LMHeadModel(config), tokenizer)
+
+
+def save_once(out: Path, model, tokenizer) -> Path:
+    """Save into `out` through a temporary folder: a run that built it meanwhile keeps its own."""
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -113,35 +117,4 @@ def build_random_classifier(cache_dir: Path, shape: str = "tiny", seed: int = 0)
         label2id={label: i for i, label in enumerate(labels)},
         **dims,
     )
-    model = BertForSequenceClassification(config)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    fast.save_pretrained(tmp)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    return out
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from tests.scraper.tiny_classifier import word_level_tokenizer
-
-    letters = "абвгдежзийклмнопрстуфхцчшщыьэюя"
-    fast = word_level_tokenizer(sorted({a + b + c for a in letters for b in letters[:8] for c in letters[:8]}), 512)
-    vocab = fast.get_vocab()
-    torch.manual_seed(seed)
-    config = BertConfig(vocab_size=len(vocab), id2label={0: "neutral", 1: "toxic"}, label2id={"neutral": 0, "toxic": 1})
-    model = BertForSequenceClassification(config)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    fast.save_pretrained(tmp)
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-    return out
+    return save_once(out, BertForSequenceClassification(config), fast)
