@@ -93,6 +93,9 @@ async def test_whole_worker_killed_then_restarted_job_is_redelivered(start_worke
         "TASK_SOFT_TIME_LIMIT_S": "8",
         "TASK_TIME_LIMIT_S": "10",
         "VISIBILITY_MARGIN_S": "2",
+        # One candidate: the short limits that keep redelivery quick are sized for one sampled reply
+        # (four took past 8 s on a 2-core CPU without VNNI).
+        "INFERENCE_CANDIDATES_INTERACTIVE": "1",
     }
     first = start_worker(env, node="doomed@test")
     client = GenerationClient(QueueSettings(redis_url=private_redis.url))
