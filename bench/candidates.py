@@ -2,15 +2,16 @@
 
     python -m bench.candidates [--size 355m] [--candidates 4] [--rounds 10] [--requests 8]
                                [--new-tokens 32] [--prompt-tokens 48] [--classifier-threads 1]
-                               [--classifier tiny|base]
+                               [--classifier tiny|base] [--classifier-engine onnxruntime|torch]
 
 In one process, the worker's own path: the onnxruntime backend (int8) and the continuous
 DecodingLoop as `make_scheduler` builds them from the settings (INFERENCE_SLOTS etc. from the
 environment), the random-weight model of the real architecture (bench/models.py, cached in
-var/bench), and the reranker with a random classifier (int8, as the worker loads it by default)
-of the default's shape, rubert-tiny (`--classifier base`: BERT-base, the scraper's). The random
-model's replies are bytes that the classifier's tokenizer reads as a few words, so the classifier
-is given texts of a real reply's size instead (`REPLY_WORDS` words each: 32 tokens of Russian).
+var/bench), and the reranker with a random classifier (int8 on ONNX Runtime, as the worker loads
+it by default: `runtime.load_scorer`) of the default's shape, rubert-tiny (`--classifier base`:
+BERT-base, the scraper's). The random model's replies are bytes that the classifier's tokenizer
+reads as a few words, so the classifier is given texts of a real reply's size instead
+(`REPLY_WORDS` words each: 32 tokens of Russian).
 Two ways, alternated round by round so that the machine's other work falls on both alike:
 - one: `candidates=1`, no classifier run (what a job cost before the reranker);
 - many: `candidates=N`, then the reranker scores the N candidates (the classifier included) and
@@ -52,6 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prompt-tokens", type=int, default=48)
     parser.add_argument("--classifier-threads", type=int, default=1)
     parser.add_argument("--classifier", choices=("tiny", "base"), default="tiny")
+    parser.add_argument("--classifier-engine", choices=("onnxruntime", "torch"), default="onnxruntime")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     return parser.parse_args()
 
@@ -80,18 +82,24 @@ def main() -> None:
     from services.inference_worker.backends import load_backend
     from services.inference_worker.generation import Generator
     from services.inference_worker.reranker import Reranker
-    from services.inference_worker.runtime import backend_options, make_scheduler
+    from services.inference_worker.runtime import backend_options, load_scorer, make_scheduler
     from shared.schemas import GenerationParams
     from shared.settings import WorkerSettings
-    from shared.toxicity import ToxicityScorer
 
     model = build_random_gpt2(args.size, args.cache_dir)
     classifier = build_random_classifier(args.cache_dir, args.classifier)
-    settings = WorkerSettings(redis_url="redis://unused", inference_backend="onnxruntime")
+    settings = WorkerSettings(
+        redis_url="redis://unused",
+        inference_backend="onnxruntime",
+        reranker_toxicity_model=str(classifier),
+        reranker_threads=args.classifier_threads,
+        reranker_toxicity_engine=args.classifier_engine,
+        inference_cache_dir=args.cache_dir / "converted",
+    )
     backend = load_backend("onnxruntime", model, backend_options(settings))
     generator = Generator(backend)
     loop = make_scheduler(generator, backend, settings)
-    scorer = ToxicityScorer(str(classifier), torch_threads=args.classifier_threads, quantization="int8")
+    scorer = load_scorer(settings)  # as the worker loads it
     reply_like = [" ".join(f"аб{letter}" for letter in "вгдежзийклмнопрстуфхцчшщыьэюя"[:REPLY_WORDS])]
     reranker = Reranker(generator.codec.count_tokens, lambda texts: scorer.score(reply_like * len(texts)))
     dialog = bench_dialog(backend.encode, backend.eos_token, args.prompt_tokens)
@@ -139,6 +147,7 @@ def main() -> None:
         "size": args.size,
         "candidates": args.candidates,
         "classifier": args.classifier,
+        "classifier_engine": args.classifier_engine,
         "slots": getattr(loop, "slots", None),
         "single_p50_s": p50,
         "single_ratio": p50["many"] / p50["one"],
