@@ -74,6 +74,15 @@ def toxic_class(id2label: dict, problem_type: str | None, label: str | None = No
     raise ValueError(f"cannot tell which class is toxic among {sorted(names.values())}: set TOXICITY_LABEL")
 
 
+def token_limit(config, tokenizer, max_tokens: int) -> int:
+    """`max_tokens`, never longer than the model can take (tokenizers often say "no limit" with a
+    huge number)."""
+    limits = [max_tokens, getattr(config, "max_position_embeddings", None) or max_tokens]
+    if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
 class ToxicityScorer:
     """A sequence classifier that maps texts to the probability of the toxic class."""
 
@@ -100,11 +109,7 @@ class ToxicityScorer:
             with warnings.catch_warnings():  # torch marks its quantized tensors deprecated; they still run
                 warnings.simplefilter("ignore")
                 self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
-        # Never longer than the model can take (tokenizers often say "no limit" with a huge number).
-        limits = [max_tokens, getattr(self.model.config, "max_position_embeddings", None) or max_tokens]
-        if self.tokenizer.model_max_length and self.tokenizer.model_max_length < 1_000_000:
-            limits.append(self.tokenizer.model_max_length)
-        self.max_tokens = min(limits)
+        self.max_tokens = token_limit(self.model.config, self.tokenizer, max_tokens)
         self.toxic = toxic_class(self.model.config.id2label, self.model.config.problem_type, label)
         log.info(
             "toxicity model loaded",
@@ -302,14 +307,13 @@ def convert_classifier(model_name_or_path: str, out: Path, quantization: str) ->
         graph.unlink()
     tokenizer.backend_tokenizer.save(str(out / "tokenizer.json"))
     model.config.to_json_file(str(out / "config.json"))
-    limits = [getattr(model.config, "max_position_embeddings", None) or 512]
-    if tokenizer.model_max_length and tokenizer.model_max_length < 1_000_000:
-        limits.append(tokenizer.model_max_length)
     meta = {
         "format": CONVERTED_FORMAT,
         "source": model_name_or_path,
         "quantization": quantization,
-        "max_tokens": min(limits),
+        "max_tokens": token_limit(
+            model.config, tokenizer, getattr(model.config, "max_position_embeddings", None) or 512
+        ),
         "pad_id": tokenizer.pad_token_id or 0,
         "pad_token": tokenizer.pad_token or "[PAD]",
     }
