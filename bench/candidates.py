@@ -3,8 +3,10 @@
     python -m bench.candidates [--size 355m] [--candidates 4] [--rounds 10] [--requests 8]
                                [--new-tokens 32] [--prompt-tokens 48] [--classifier-threads 1]
                                [--classifier tiny|base] [--classifier-engine onnxruntime|torch]
+                               [--kv-cache int8|float16]
 
-In one process, the worker's own path: the onnxruntime backend (int8) and the continuous
+In one process, the worker's own path: the onnxruntime backend (int8; its cache int8 by default,
+`--kv-cache float16` as before) and the continuous
 DecodingLoop as `make_scheduler` builds them from the settings (INFERENCE_SLOTS etc. from the
 environment), the random-weight model of the real architecture (bench/models.py, cached in
 var/bench), and the reranker with a random classifier (int8 on ONNX Runtime, as the worker loads
@@ -54,6 +56,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--classifier-threads", type=int, default=1)
     parser.add_argument("--classifier", choices=("tiny", "base"), default="tiny")
     parser.add_argument("--classifier-engine", choices=("onnxruntime", "torch"), default="onnxruntime")
+    parser.add_argument("--kv-cache", choices=("int8", "float16"), default="int8")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     return parser.parse_args()
 
@@ -94,6 +97,7 @@ def main() -> None:
         reranker_toxicity_model=str(classifier),
         reranker_threads=args.classifier_threads,
         reranker_toxicity_engine=args.classifier_engine,
+        inference_kv_cache=args.kv_cache,
         inference_cache_dir=args.cache_dir / "converted",
     )
     backend = load_backend("onnxruntime", model, backend_options(settings))
@@ -148,6 +152,7 @@ def main() -> None:
         "candidates": args.candidates,
         "classifier": args.classifier,
         "classifier_engine": args.classifier_engine,
+        "kv_cache": args.kv_cache,
         "slots": getattr(loop, "slots", None),
         "single_p50_s": p50,
         "single_ratio": p50["many"] / p50["one"],

@@ -3,7 +3,8 @@
     python -m bench.load [--size 355m] [--rates 1,2,4,6,8] [--duration 60] [--ways batch,continuous]
                          [--new-tokens 32] [--prompt-tokens 48] [--lone 6] [--timeout 60]
 
-Group chats do not send bursts: messages arrive one at a time. For each way (INFERENCE_SCHEDULER)
+Group chats do not send bursts: messages arrive one at a time. For each way (INFERENCE_SCHEDULER,
+optionally with the int8 graph's cache: `continuous:float16` is INFERENCE_KV_CACHE=float16)
 a real worker process (`python -m services.inference_worker`, onnxruntime int8, the machine's
 cores) serves the random-weight model of the real architecture (bench/models.py, cached in
 var/bench) from a private Redis on loopback. Each way is measured in the same run:
@@ -117,15 +118,23 @@ async def run_rate(client, dialog, params, times: list[float], timeout: float) -
     }
 
 
+def way_settings(way: str) -> tuple[str, str]:
+    """A way's scheduler and key/value cache: "continuous" or "continuous:float16"."""
+    scheduler, _, kv_cache = way.partition(":")
+    return scheduler, kv_cache or "int8"
+
+
 def start_worker(way: str, model: Path, redis_url: str, log_dir: Path):
     from shared.embedded import free_port
     from tests.processes import Worker
 
+    scheduler, kv_cache = way_settings(way)
     env = {
         "REDIS_URL": redis_url,
         "MODEL_NAME_OR_PATH": str(model),
         "INFERENCE_BACKEND": "onnxruntime",
-        "INFERENCE_SCHEDULER": way,
+        "INFERENCE_SCHEDULER": scheduler,
+        "INFERENCE_KV_CACHE": kv_cache,
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "INFO",
         "HF_HUB_OFFLINE": "1",
@@ -133,7 +142,7 @@ def start_worker(way: str, model: Path, redis_url: str, log_dir: Path):
         "TASK_TIME_LIMIT_S": "600",
         "WORKER_METRICS_PORT": str(free_port()),
     }
-    worker = Worker(f"load-{way}@local", env, log_dir)
+    worker = Worker(f"load-{scheduler}-{kv_cache}@local", env, log_dir)
     worker.env.pop("DATABASE_URL", None)
     return worker.start()
 
@@ -264,13 +273,14 @@ def main() -> None:
 
     print(f"model: random-weight GPT-2 {args.size} (cached in {args.cache_dir})", flush=True)
     model = build_random_gpt2(args.size, args.cache_dir)
-    ensure_converted(model, "int8", engine="onnxruntime")  # once, before the workers start
+    for kv_cache in {way_settings(way)[1] for way in args.ways}:  # once, before the workers start
+        ensure_converted(model, "int8", engine="onnxruntime", kv_cache=kv_cache)
     tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
     servers, workers = [], []
     try:
         ways = {}
         for way in args.ways:  # a Redis and a worker each; all started first, then measured in turn
-            servers.append(RedisServer(tmp / f"redis-{way}").start())
+            servers.append(RedisServer(tmp / f"redis-{way.replace(':', '-')}").start())
             workers.append(start_worker(way, model, servers[-1].url, tmp))
             ways[way] = (servers[-1].url, workers[-1])
         for worker in workers:

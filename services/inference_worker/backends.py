@@ -58,6 +58,7 @@ class BackendOptions:
     lanes: int = 0
     threads_per_lane: int = 0
     quantization: str = "int8"
+    kv_cache: str = "int8"  # onnxruntime's int8 graphs: the key/value cache's type (INFERENCE_KV_CACHE)
     cache_dir: Path | None = None
     spin_wait: bool = True  # onnxruntime's threads spin between operators (INFERENCE_SPIN_WAIT)
 
@@ -135,7 +136,9 @@ class ConvertedBackend(Backend):
 
         self._started = time.perf_counter()
         cache_dir = self.options.cache_dir or Path(model_dir).resolve().parent
-        self.converted_dir = ensure_converted(Path(model_dir), self.options.quantization, cache_dir, engine=self.engine)
+        self.converted_dir = ensure_converted(
+            Path(model_dir), self.options.quantization, cache_dir, engine=self.engine, kv_cache=self.options.kv_cache
+        )
         meta = json.loads((self.converted_dir / "dvach-tokenizer.json").read_text())
         tokenizer = Tokenizer.from_file(str(self.converted_dir / "tokenizer.json"))
         self.codec = TextCodec.build(tokenizer, meta["eos_token"], model_vocab_size(model_dir))

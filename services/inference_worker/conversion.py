@@ -1,9 +1,11 @@
 """Hugging Face checkpoint -> the fast backends' model files, converted once and cached beside it.
 
-    python -m services.inference_worker.conversion MODEL_DIR [--engine onnxruntime] [--quantization int8] [--out DIR]
+    python -m services.inference_worker.conversion MODEL_DIR [--engine onnxruntime] [--quantization int8]
+        [--kv-cache int8|float16] [--out DIR]
 
 converts at publish time; a worker converts on first use (`ensure_converted`). The converted model
-lives in `<model_dir>/<engine>-<quantization>/` (`onnx-int8`, `ct2-int8`, ...), or, when the model
+lives in `<model_dir>/<engine>-<quantization>/` (`onnx-int8`, `ct2-int8`, ...; `onnx-int8-kvf16` for
+ONNX Runtime's int8 graph with a float16 cache), or, when the model
 folder is read-only (a hub snapshot), under the cache folder in a subfolder named after the
 checkpoint's path. It holds the engine's model (ONNX Runtime: `model.onnx` and its weights, built
 by onnx_graph.py; CTranslate2: `model.bin`, `config.json`, `vocabulary.json`), the fast tokenizer
@@ -34,12 +36,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8", "float32")
+# The key/value cache of onnxruntime's int8 graphs (float32 graphs keep float32; CTranslate2 its own).
+KV_CACHES = ("int8", "float16")
 # engine -> (folder prefix, the file whose presence means a finished conversion)
 ENGINES = {"onnxruntime": ("onnx", "model.onnx"), "ctranslate2": ("ct2", "model.bin")}
 META_FILE = "dvach-conversion.json"
 # The converted format of each engine: a conversion of another format is made again. onnxruntime
-# 2: int8 graphs keep the key/value cache in float16 (onnx_graph.py).
-FORMATS = {"onnxruntime": 2, "ctranslate2": 1}
+# 2: int8 graphs keep the key/value cache in float16; 3: in int8 with calibrated scales, or float16
+# in a folder of its own (onnx_graph.py).
+FORMATS = {"onnxruntime": 3, "ctranslate2": 1}
 # Files whose change means the checkpoint changed (weights, config, tokenizer).
 _SOURCE_PATTERNS = (
     "config.json",
@@ -71,10 +76,17 @@ def source_fingerprint(model_dir: Path) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:20]
 
 
-def converted_dir(model_dir: Path, quantization: str, cache_dir: Path, engine: str) -> Path:
+def kv_cache_of(engine: str, quantization: str, kv_cache: str) -> str | None:
+    """The cache a conversion is made for: only onnxruntime's int8 graphs have a choice."""
+    return kv_cache if engine == "onnxruntime" and quantization == "int8" else None
+
+
+def converted_dir(model_dir: Path, quantization: str, cache_dir: Path, engine: str, kv_cache: str = "int8") -> Path:
     """Where the conversion of `model_dir` lives: beside it if writable, else under `cache_dir`."""
     model_dir = Path(model_dir).resolve()
     name = f"{ENGINES[engine][0]}-{quantization}"
+    if kv_cache_of(engine, quantization, kv_cache) == "float16":
+        name += "-kvf16"
     if os.access(model_dir, os.W_OK):
         return model_dir / name
     tag = hashlib.sha256(str(model_dir).encode()).hexdigest()[:12]
@@ -89,7 +101,7 @@ def read_meta(out_dir: Path) -> dict | None:
 
 
 def ensure_converted(
-    model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None, *, engine: str
+    model_dir: Path, quantization: str = "int8", cache_dir: Path | None = None, *, engine: str, kv_cache: str = "int8"
 ) -> Path:
     """The folder of `engine`'s conversion of `model_dir`, converting it first if needed.
 
@@ -99,8 +111,10 @@ def ensure_converted(
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, not {quantization!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {sorted(ENGINES)}, not {engine!r}")
+    if kv_cache not in KV_CACHES:
+        raise ValueError(f"kv_cache must be one of {KV_CACHES}, not {kv_cache!r}")
     model_dir = Path(model_dir).resolve()
-    out = converted_dir(model_dir, quantization, cache_dir or model_dir.parent, engine)
+    out = converted_dir(model_dir, quantization, cache_dir or model_dir.parent, engine, kv_cache)
     fingerprint = source_fingerprint(model_dir)
     if _is_current(out, fingerprint, engine):
         return out
@@ -114,16 +128,23 @@ def ensure_converted(
         started = time.perf_counter()
         log.info(
             "converting the model",
-            extra={"model": str(model_dir), "engine": engine, "quantization": quantization, "out": str(out)},
+            extra={
+                "model": str(model_dir),
+                "engine": engine,
+                "quantization": quantization,
+                "kv_cache": kv_cache_of(engine, quantization, kv_cache),
+                "out": str(out),
+            },
         )
         try:
-            _convert_in_child(model_dir, tmp, quantization, engine)
+            _convert_in_child(model_dir, tmp, quantization, engine, kv_cache)
             meta = {
                 "source": str(model_dir),
                 "fingerprint": fingerprint,
                 "engine": engine,
                 "format": FORMATS[engine],
                 "quantization": quantization,
+                "kv_cache": kv_cache_of(engine, quantization, kv_cache),
                 "converted_at": time.time(),
                 "seconds": round(time.perf_counter() - started, 1),
             }
@@ -151,7 +172,7 @@ def _is_current(out: Path, fingerprint: str, engine: str) -> bool:
     )
 
 
-def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str) -> None:
+def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str, kv_cache: str) -> None:
     # The child writes to this process's stderr (its progress shows where ours does) and leaves
     # the reason of a refusal in a file.
     error_file = out.parent / f"{out.name}.error"
@@ -166,6 +187,8 @@ def _convert_in_child(model_dir: Path, out: Path, quantization: str, engine: str
         quantization,
         "--engine",
         engine,
+        "--kv-cache",
+        kv_cache,
         "--error-file",
         str(error_file),
     ]
@@ -204,14 +227,14 @@ def check_vocabulary(model_dir: Path):
     return tokenizer, codec
 
 
-def convert(model_dir: Path, out: Path, quantization: str, engine: str) -> Path:
+def convert(model_dir: Path, out: Path, quantization: str, engine: str, kv_cache: str = "int8") -> Path:
     """Convert in this process (the child of `ensure_converted`, or the publish-time CLI)."""
     tokenizer, codec = check_vocabulary(model_dir)
     if engine == "onnxruntime":
         from services.inference_worker.onnx_graph import UnsupportedModel, write_model
 
         try:
-            write_model(model_dir, out, quantization)
+            write_model(model_dir, out, quantization, codec, kv_cache)
         except UnsupportedModel as exc:
             raise ConversionError(str(exc)) from exc
     else:
@@ -258,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--engine", choices=sorted(ENGINES), default="onnxruntime")
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="int8")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="int8", help="onnxruntime int8 graphs' cache")
     parser.add_argument("--out", type=Path, help="write here (default: the cached place, via the lock)")
     parser.add_argument("--error-file", type=Path, help="write the reason of a refusal here too")
     args = parser.parse_args(argv)
@@ -267,11 +291,11 @@ def main(argv: list[str] | None = None) -> None:
     configure_from_settings(get_settings(WorkerSettings))
     try:
         if args.out:
-            convert(args.model_dir, args.out, args.quantization, args.engine)
+            convert(args.model_dir, args.out, args.quantization, args.engine, args.kv_cache)
             if not args.error_file:  # run by a user, not by ensure_converted
                 print(args.out)
         else:
-            print(ensure_converted(args.model_dir, args.quantization, engine=args.engine))
+            print(ensure_converted(args.model_dir, args.quantization, engine=args.engine, kv_cache=args.kv_cache))
     except ConversionError as exc:
         print(f"ConversionError: {exc}", file=sys.stderr)
         if args.error_file:

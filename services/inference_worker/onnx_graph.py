@@ -15,7 +15,7 @@ in the cache after this step, minus one), `total_sequence_length` [1] int32 (the
 row: the padded prompt length when prefilling, else max(seqlens_k)+1), `logits_index` [batch]
 int64 (the row of the flattened [batch*seq] hidden states to score: each row's last real
 token), and per layer `past_key_{i}`/`past_value_{i}` [batch, heads, max_len, head_size]
-(float16 in int8 graphs: Cast nodes around each attention; float32 in float32 graphs).
+(int8 in int8 graphs, or float16 with `kv_cache="float16"`; float32 in float32 graphs).
 Outputs: `logits` [batch, vocab] and `present_key_{i}`/`present_value_{i}` (bound to the same
 buffers as the pasts, so nothing is copied).
 
@@ -27,13 +27,20 @@ that way, one weight at a time straight into the data file, converting 355M peak
 checkpoint's size instead of the 5-8 GB that building float32 and then quantizing took (which
 would not fit a 1.3B model in 24 GB). Per-channel scales measured slower at 8 sequences (178
 against 198 tokens/s); parity with transformers is tested (tests/inference/test_backend_parity.py).
+
+The int8 graphs' key/value cache is int8 too (a quarter of float32's memory per token, half of
+float16's): GroupQueryAttention quantizes each new key and value with a fixed scale per layer, head
+and channel and reads the cache back through the same scales, the query staying float32. The
+scales are calibrated at conversion (`calibrate_cache`): the largest |key| and |value| of each
+channel over dialogs in the model's own prompt format, continued by the model itself, and over
+every position of its context. A value past its channel's calibrated range is clipped.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -48,8 +55,8 @@ class UnsupportedModel(ValueError):
     """The checkpoint is not a GPT-2 this graph can express."""
 
 
-def load_gpt2_weights(model_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The config and the float32 weights of a GPT-2 checkpoint (safetensors or .bin)."""
+def load_gpt2(model_dir: Path):
+    """The config and the float32 torch model of a GPT-2 checkpoint (safetensors or .bin)."""
     import torch
     from transformers import GPT2LMHeadModel
 
@@ -65,10 +72,66 @@ def load_gpt2_weights(model_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise UnsupportedModel(
             f"activation {config.get('activation_function')!r} is not supported (one of {sorted(ACTIVATIONS)})"
         )
-    model = GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32, low_cpu_mem_usage=True)
+    return config, GPT2LMHeadModel.from_pretrained(model_dir, dtype=torch.float32, low_cpu_mem_usage=True).eval()
+
+
+def gpt2_weights(model) -> dict[str, np.ndarray]:
+    """The model's float32 weights by their names in `transformer` (and `lm_head.weight`)."""
     weights = {name: tensor.detach().numpy() for name, tensor in model.transformer.state_dict().items()}
     weights["lm_head.weight"] = model.lm_head.weight.detach().numpy()  # tied to wte in GPT-2, not always
-    return config, weights
+    return weights
+
+
+# Dialogs (newest turn first) whose prompts the model continues for the cache's calibration: the
+# model's own format and words, whatever its training set was.
+CALIBRATION_DIALOGS = (
+    ["привет анон"],
+    ["почему двач уже не тот?", "раньше было лучше"],
+    ["что посоветуешь почитать на выходных", "скучно, анон"],
+    ["кто-нибудь знает, как починить ноутбук после чая", "залил клавиатуру"],
+    ["сколько сейчас стоит видеокарта", "цены опять выросли", "майнеры всё скупили"],
+    ["Мам, я в телевизоре!"],
+    ["what do you think about it"],
+    ["погода сегодня отличная", "пойду гулять", "а я дома сижу, работаю 2 часа без перерыва (((("],
+)
+
+
+def calibrate_cache(model, codec, new_tokens: int = 48, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each layer's (key scale, value scale), [heads, head_size]: |max| / 127 of each channel over
+    the calibration dialogs' prompts, each continued by the model (sampled, top-k 50), then all of
+    them joined into one sequence as long as the model's context, so that every position is seen."""
+    import torch
+
+    config = model.config
+    heads, width = config.n_head, config.n_embd
+    rows = int(config.vocab_size)
+    banned = [[i] for i in codec.banned_ids if i < rows]
+    torch.manual_seed(seed)  # generate() samples from torch's global generator
+    texts: list[list[int]] = []
+    with torch.inference_mode():
+        for dialog in LoggedProgress(CALIBRATION_DIALOGS, desc="cache calibration", unit="dialog"):
+            prompt = torch.tensor([codec.prompt(dialog)])
+            sampled = model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                do_sample=True,
+                top_k=50,
+                max_new_tokens=new_tokens,
+                pad_token_id=codec.eos_id if codec.eos_id < rows else 0,
+                bad_words_ids=banned or None,
+            )
+            texts.append([t for t in sampled[0].tolist() if t < rows])
+        context = int(getattr(config, "n_positions", 1024))
+        joined = [t for _ in range(-(-context // sum(map(len, texts)))) for text in texts for t in text][:context]
+        amax = [np.zeros((2, heads, width // heads), dtype=np.float32) for _ in range(config.n_layer)]
+        for ids in [*texts, joined]:
+            hidden = model.transformer(torch.tensor([ids]), output_hidden_states=True).hidden_states
+            for i, block in enumerate(model.transformer.h):
+                _, key, value = block.attn.c_attn(block.ln_1(hidden[i])).split(width, dim=2)
+                for kind, x in enumerate((key, value)):  # [1, seq, width] -> [heads, head_size]
+                    seen = x[0].abs().amax(dim=0).reshape(heads, -1).numpy()
+                    np.maximum(amax[i][kind], seen, out=amax[i][kind])
+    return [(np.maximum(k, 1e-6) / 127.0, np.maximum(v, 1e-6) / 127.0) for k, v in amax]
 
 
 class _DataFile:
@@ -108,16 +171,26 @@ def quantize_int8(weight: np.ndarray) -> tuple[np.ndarray, np.float32]:
 class _Graph:
     """The decoder's nodes as they are added, its weights streamed into `data`."""
 
-    def __init__(self, config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
+    def __init__(
+        self,
+        config: dict,
+        weights: dict[str, np.ndarray],
+        quantization: str,
+        data: _DataFile,
+        cache_scales: list[tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         from onnx import TensorProto
 
         self.weights, self.data = weights, data
         self.heads = config["n_head"]
         self.eps = float(config.get("layer_norm_epsilon", 1e-5))
         self.int8 = quantization == "int8"
-        # int8 graphs keep the key/value cache in float16 (half the memory per token); float32 ones in
-        # float32, where greedy tokens must equal transformers' exactly.
-        self.cache_type = TensorProto.FLOAT16 if self.int8 else TensorProto.FLOAT
+        # int8 graphs keep the key/value cache in int8 when given its scales, else in float16;
+        # float32 ones in float32, where greedy tokens must equal transformers' exactly.
+        self.cache_scales = cache_scales if self.int8 else None
+        self.cache_type = (
+            TensorProto.FLOAT if not self.int8 else TensorProto.INT8 if self.cache_scales else TensorProto.FLOAT16
+        )
         self.nodes: list = []
 
     def node(self, op: str, inputs: list[str], output: str, domain: str = "", **attrs) -> str:
@@ -169,23 +242,35 @@ class _Graph:
         )
 
     def attention(self, i: int, qkv: str, output: str) -> str:
-        """GroupQueryAttention on layer i's cache (which it writes in place); in float16 when the
-        cache is (the op takes one type for all its inputs), with casts around it."""
+        """GroupQueryAttention on layer i's cache (which it writes in place). An int8 cache is
+        quantized by the op with fixed per-channel scales; a float16 one needs float16 inputs
+        (the op then takes one type for all of them), with casts around it."""
         from onnx import TensorProto, helper
 
-        attn = output
-        if self.cache_type == TensorProto.FLOAT16:
-            qkv = self.node("Cast", [qkv], f"l{i}.qkv16", to=TensorProto.FLOAT16)
+        inputs = [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"]
+        attn, attrs = output, dict[str, Any]()
+        if self.cache_scales:
+            k_scale, v_scale = self.cache_scales[i]
+            shape = (1, self.heads, 1, k_scale.shape[-1])  # broadcast over batch and positions
+            inputs += ["", "", "", "", ""]  # cos/sin caches, position ids, bias, head sink: unused
+            inputs += [
+                self.data.add(f"l{i}.k_scale", k_scale.reshape(shape).astype(np.float32)),
+                self.data.add(f"l{i}.v_scale", v_scale.reshape(shape).astype(np.float32)),
+            ]
+            attrs = {"k_quant_type": "PER_CHANNEL", "v_quant_type": "PER_CHANNEL", "kv_cache_bit_width": 8}
+        elif self.cache_type == TensorProto.FLOAT16:
+            inputs[0] = self.node("Cast", [qkv], f"l{i}.qkv16", to=TensorProto.FLOAT16)
             attn = f"l{i}.attn16"
         self.nodes.append(
             helper.make_node(
                 "GroupQueryAttention",
-                [qkv, "", "", f"past_key_{i}", f"past_value_{i}", "seqlens_k", "total_sequence_length"],
+                inputs,
                 [attn, f"present_key_{i}", f"present_value_{i}"],
                 name=attn,
                 domain="com.microsoft",
                 num_heads=self.heads,
                 kv_num_heads=self.heads,
+                **attrs,
             )
         )
         return output if attn == output else self.node("Cast", [attn], output, to=TensorProto.FLOAT)
@@ -211,8 +296,15 @@ class _Graph:
         return self.node("Add", [hidden, mlp_out], f"l{i}.resid_2")
 
 
-def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str, data: _DataFile):
-    """The onnx.ModelProto of the decoder (see the module's docstring); weights go to `data`."""
+def build_graph(
+    config: dict,
+    weights: dict[str, np.ndarray],
+    quantization: str,
+    data: _DataFile,
+    cache_scales: list[tuple[np.ndarray, np.ndarray]] | None = None,
+):
+    """The onnx.ModelProto of the decoder (see the module's docstring); weights go to `data`. An
+    int8 graph keeps an int8 cache when given `cache_scales` (`calibrate_cache`), else float16."""
     from onnx import helper
 
     layers, width, heads = config["n_layer"], config["n_embd"], config["n_head"]
@@ -221,7 +313,7 @@ def build_graph(config: dict, weights: dict[str, np.ndarray], quantization: str,
         raise UnsupportedModel(f"head size {width}/{heads} must be a whole multiple of 8")
     activation = ACTIVATIONS[config.get("activation_function", "gelu_new")]
     vocab = weights["wte.weight"].shape[0]
-    g = _Graph(config, weights, quantization, data)
+    g = _Graph(config, weights, quantization, data, cache_scales)
 
     tokens = g.embedding(weights["wte.weight"], "input_ids", "wte")
     positions = g.node("Gather", [data.add("wpe", weights["wpe.weight"]), "position_ids"], "embed.positions")
@@ -267,15 +359,19 @@ def _graph_io(layers: int, heads: int, head_size: int, vocab: int, cache_type: i
     return inputs, outputs
 
 
-def write_model(model_dir: Path, out_dir: Path, quantization: str) -> Path:
-    """Build the graph of `model_dir` into `out_dir` (`model.onnx` + `model.onnx.data`)."""
+def write_model(model_dir: Path, out_dir: Path, quantization: str, codec, kv_cache: str = "int8") -> Path:
+    """Build the graph of `model_dir` into `out_dir` (`model.onnx` + `model.onnx.data`); an int8
+    graph's cache is `kv_cache` (calibrated on prompts `codec` writes when int8)."""
     import onnx
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config, weights = load_gpt2_weights(model_dir)
+    config, torch_model = load_gpt2(model_dir)
+    scales = calibrate_cache(torch_model, codec) if quantization == "int8" and kv_cache == "int8" else None
+    weights = gpt2_weights(torch_model)
+    del torch_model
     data_path = out_dir / (GRAPH_FILE + ".data")
     with open(data_path, "wb") as file:
-        model = build_graph(config, weights, quantization, _DataFile(data_path, file))
+        model = build_graph(config, weights, quantization, _DataFile(data_path, file), scales)
     onnx.save(model, str(out_dir / GRAPH_FILE))
     return out_dir / GRAPH_FILE

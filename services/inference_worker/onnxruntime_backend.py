@@ -24,6 +24,8 @@ from services.inference_worker.backends import BackendOptions, Continuation, Con
 from services.inference_worker.sampling import ban, draw, penalise
 from shared.schemas import GenerationParams
 
+# The graph's cache input type -> its numpy buffers (onnx_graph.py)
+CACHE_DTYPES = {"tensor(int8)": np.int8, "tensor(float16)": np.float16, "tensor(float)": np.float32}
 DEFAULT_LANES = 2  # one lane can run a bulk batch while the other takes an interactive job
 
 
@@ -55,7 +57,7 @@ class OnnxRuntimeBackend(ConvertedBackend):
         self._ort = ort
         pasts = [i for i in self.session.get_inputs() if i.name.startswith("past_key_")]
         self.layers, self.heads, self.head_size = len(pasts), pasts[0].shape[1], pasts[0].shape[3]
-        self.cache_dtype = np.float16 if pasts[0].type == "tensor(float16)" else np.float32  # onnx_graph.py
+        self.cache_dtype = CACHE_DTYPES[pasts[0].type]  # onnx_graph.py
         config = json.loads((Path(model_dir) / "config.json").read_text())
         self.max_positions = int(config.get("n_positions") or config.get("max_position_embeddings") or 1024)
         self.loaded()

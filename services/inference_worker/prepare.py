@@ -86,7 +86,9 @@ def prepare(settings: Settings, version: str | None = None) -> dict:
     refusals = []
     for engine in engines:
         try:
-            out = ensure_converted(path, settings.inference_quantization, cache_dir, engine=engine)
+            out = ensure_converted(
+                path, settings.inference_quantization, cache_dir, engine=engine, kv_cache=settings.inference_kv_cache
+            )
         except ConversionError as exc:
             refusals.append(f"{engine}: {exc}")
             log.warning("conversion refused, trying the next engine", extra={"engine": engine, "error": str(exc)[:500]})

@@ -42,6 +42,7 @@ def backend_options(settings: Settings) -> BackendOptions:
         lanes=settings.inference_lanes,
         threads_per_lane=settings.inference_threads_per_lane,
         quantization=settings.inference_quantization,
+        kv_cache=settings.inference_kv_cache,
         cache_dir=conversion_cache(settings),
         spin_wait=settings.inference_spin_wait,
     )

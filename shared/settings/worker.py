@@ -89,6 +89,11 @@ class WorkerSettings(QueueSettings, ModelStoreSettings, ComputeSettings):
     inference_quantization: Literal["int8", "float32"] = Field(
         default="int8", description="Weights of the fast backends (float32: for parity checks)."
     )
+    inference_kv_cache: Literal["int8", "float16"] = Field(
+        default="int8",
+        description="Key/value cache of onnxruntime's int8 graphs: int8 with per-channel scales calibrated at "
+        "conversion (half of float16's memory per token), or float16 (docs/inference.md).",
+    )
     inference_cache_dir: Path | None = Field(
         default=None, description="Converted models of read-only checkpoints; unset: DATA_DIR/converted-models."
     )

@@ -164,3 +164,33 @@ def test_prompts_of_close_lengths_are_prefilled_together():
     assert prefill_groups([5, 5, 6, 7, 9, 20, 21]) == [(0, 3), (3, 4), (4, 5), (5, 7)]
     assert prefill_groups([48] * 8) == [(0, 8)]
     assert prefill_groups([3]) == [(0, 1)]
+
+
+def test_onnx_int8_cache_stays_close_to_float32_while_decoding(trained_model_dir: Path):
+    """From the second token on, each step reads the cache: the int8 graph's default int8 cache
+    (per-channel scales calibrated at conversion) keeps the greedy next token of >= 90% of steps
+    equal to float32's, fed the same tokens, as the float16 cache does (INFERENCE_KV_CACHE)."""
+    import numpy as np
+
+    def load(**options):
+        return load_backend("onnxruntime", trained_model_dir, BackendOptions(threads=1, **options))
+
+    fp32, int8, half = load(quantization="float32"), load(quantization="int8"), load(kv_cache="float16")
+    assert (fp32.cache_dtype, int8.cache_dtype, half.cache_dtype) == (np.float32, np.int8, np.float16)
+    assert half.converted_dir.name == "onnx-int8-kvf16" and int8.converted_dir.name == "onnx-int8"
+    slots = [backend.open_slots(1, 128) for backend in (fp32, int8, half)]
+    agree = {"int8": 0, "float16": 0}
+    steps = 0
+    for prompt in prompt_set(fp32, 20):
+        for pool in slots:
+            pool.lengths[0] = 0
+        logits = [pool.prefill(0, [prompt])[0] for pool in slots]
+        for _ in range(10):  # fed float32's greedy token: every graph sees the same sequence
+            token = int(np.argmax(logits[0]))
+            logits = [pool.step(np.array([token]))[0] for pool in slots]
+            steps += 1
+            agree["int8"] += int(np.argmax(logits[1]) == np.argmax(logits[0]))
+            agree["float16"] += int(np.argmax(logits[2]) == np.argmax(logits[0]))
+    assert steps == 200
+    for cache, same in agree.items():
+        assert same / steps >= 0.9, f"the int8 graph with a {cache} cache agrees on {same / steps:.0%} of steps"
