@@ -1,6 +1,7 @@
 """`make run` (python -m services.stack run) on a machine with nothing configured: embedded Redis
 and PostgreSQL, a worker, the gateway; a quiet terminal (a line per service as it becomes ready,
-then the banner, none of the third-party chatter); Ctrl-C stops every process it started."""
+then the banner, none of the third-party chatter); Ctrl-C stops every process it started, and so
+does SIGTERM sent to the launcher alone (`kill`, a process manager)."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def stack_processes(launcher: psutil.Process, data_dir: Path) -> list[psutil.Pro
 
 
 @pytest.mark.timeout(600)
-def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path, private_postgres_dir):
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path, private_postgres_dir, stop):
     data = private_postgres_dir / "data"  # embedded PostgreSQL's data is in it: see tests/conftest.py
     gateway_port = free_port()
     env = {
@@ -85,7 +87,10 @@ def test_make_run_is_quiet_and_ctrl_c_stops_everything(tiny_model_dir, tmp_path,
         assert reply.status_code == 200, reply.text
         started = stack_processes(psutil.Process(launcher.pid), data)
         assert len(started) >= 4  # redis-server, postgres, the worker, the gateway (and their children)
-        os.killpg(launcher.pid, signal.SIGINT)
+        if stop == "ctrl-c":  # a terminal signals the whole foreground process group
+            os.killpg(launcher.pid, signal.SIGINT)
+        else:
+            launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(120) == 0, out_path.read_text(errors="replace")[-4000:]
     finally:
         if launcher.poll() is None:

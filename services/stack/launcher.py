@@ -188,9 +188,26 @@ def banner(settings: GatewaySettings) -> str:
     )
 
 
+class Terminated(Exception):
+    """SIGTERM or SIGHUP reached the launcher alone (`kill`, a process manager, a closed terminal)."""
+
+
+def _terminated(signum: int, _frame) -> None:
+    for stop_signal in STOP_SIGNALS:  # once: the stop that follows is not interrupted by a repeat
+        signal.signal(stop_signal, signal.SIG_IGN)
+    raise Terminated(signal.Signals(signum).name)
+
+
+# Python's default for these ends the launcher at once, leaving every service and server running.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def run_stack(stack: Stack) -> None:
     interrupted = False
+    for stop_signal in STOP_SIGNALS:
+        signal.signal(stop_signal, _terminated)
     # Ctrl-C reaches the whole process group; the children stop themselves, we stop the servers.
+    # SIGTERM reaches the launcher alone: it stops the children (stack.stop).
     try:
         print(
             "Starting the stack (the first run builds the demo model when the model hub is out of reach).", flush=True
@@ -211,6 +228,8 @@ def run_stack(stack: Stack) -> None:
     except KeyboardInterrupt:
         interrupted = True
         print("\nstopping...", flush=True)
+    except Terminated as signal_name:
+        print(f"\n{signal_name}: stopping...", flush=True)
     finally:
         stack.stop(interrupted)
         print("stopped.", flush=True)
