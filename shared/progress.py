@@ -58,7 +58,9 @@ class LoggedProgress(tqdm_asyncio):
 def _amount(value: float, unit: str) -> str:
     if unit == "B":
         return tqdm_asyncio.format_sizeof(value, "B", 1024)
-    return f"{value:.0f} {unit}" if unit else f"{value:.0f}"
+    # counts are whole; a slow rate keeps two significant digits ("0.3 dialog/s", not "0 dialog/s")
+    text = f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
+    return f"{text} {unit}" if unit else text
 
 
 class _Discard:

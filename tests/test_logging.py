@@ -54,3 +54,16 @@ def test_debug_shows_everything_but_the_polls():
 
 def test_warning_hides_our_info_too():
     assert events("WARNING") == ["a third-party warning", "a third-party error"]
+
+
+def test_progress_amounts_keep_slow_rates_readable():
+    """A long job's progress line: counts whole, a rate under 10 per second with two significant
+    digits (a calibration at 0.3 dialogs/s was logged as "0 dialog/s")."""
+    from shared.progress import _amount
+
+    assert _amount(8, "dialog") == "8 dialog"
+    assert _amount(0.29, "dialog") == "0.29 dialog"
+    assert _amount(2.5, "layer") == "2.5 layer"
+    assert _amount(29.4, "layer") == "29 layer"
+    assert _amount(3, "") == "3"
+    assert _amount(2048, "B") == "2.00kB"
