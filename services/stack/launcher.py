@@ -206,6 +206,10 @@ def run_stack(stack: Stack) -> None:
     interrupted = False
     for stop_signal in STOP_SIGNALS:
         signal.signal(stop_signal, _terminated)
+    # A launcher started in the background by a script inherits SIGINT ignored (and Python then
+    # keeps it so), while its services install their own handlers: Ctrl-C to the group would stop
+    # them and leave the launcher to report a service that exited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # Ctrl-C reaches the whole process group; the children stop themselves, we stop the servers.
     # SIGTERM reaches the launcher alone: it stops the children (stack.stop).
     try:
