@@ -39,7 +39,7 @@ def main() -> None:
     from services.inference_worker.backends import BackendOptions
     from services.inference_worker.demo_model.build import ensure_demo_model
     from services.inference_worker.onnxruntime_backend import OnnxRuntimeBackend
-    from services.inference_worker.sampling import ban, draw, penalise
+    from services.inference_worker.sampling import sample_next
     from shared.schemas import GenerationParams
 
     model = ensure_demo_model(args.cache_dir / "demo-model")
@@ -56,10 +56,11 @@ def main() -> None:
     codec = backends["float32"].codec
     agree: dict[str, list[int]] = {name: [] for name in ways if name != "float32"}
     kl: dict[str, list[float]] = {name: [] for name in agree}
+    banned = np.asarray(codec.banned_ids, dtype=np.int64)
     rng = np.random.default_rng(args.seed)
     for item in heldout(args.count, args.seed):
         prompt = codec.prompt(item.dialog, item.length)
-        seen = np.unique(np.asarray(prompt, dtype=np.int64))
+        sequence = list(prompt)
         for pool in slots.values():
             pool.lengths[0] = 0  # the row starts again for each dialog
         logits = {name: pool.prefill(0, [prompt])[0] for name, pool in slots.items()}
@@ -70,13 +71,10 @@ def main() -> None:
                 same.append(int(np.argmax(logits[name]) == np.argmax(reference)))
                 got = softmax(logits[name].astype(np.float64))
                 kl[name].append(float(np.sum(expected * (np.log(expected + 1e-30) - np.log(got + 1e-30)))))
-            scores = np.array(reference, dtype=np.float32)
-            ban(scores, np.asarray(codec.banned_ids, dtype=np.int64))
-            penalise(scores, seen, params.repetition_penalty)
-            token = draw(scores, params, rng)
+            token = sample_next(reference, sequence, params, rng, banned)
             if token == codec.eos_id:
                 break
-            seen = np.union1d(seen, [token])
+            sequence.append(token)
             logits = {name: pool.step(np.array([token]))[0] for name, pool in slots.items()}
     result = {
         name: {"steps": len(agree[name]), "agreement": float(np.mean(agree[name])), "kl_mean": float(np.mean(kl[name]))}

@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.inference import DEFAULT_CACHE, PARAMS, bench_dialog  # noqa: E402
+from services.inference_worker.conversion import KV_CACHES  # noqa: E402
 
 REPLY_WORDS = 24  # a 32-token Russian reply, in the classifier's word tokens (about 25-35 for a real one)
 
@@ -56,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--classifier-threads", type=int, default=1)
     parser.add_argument("--classifier", choices=("tiny", "base"), default="tiny")
     parser.add_argument("--classifier-engine", choices=("onnxruntime", "torch"), default="onnxruntime")
-    parser.add_argument("--kv-cache", choices=("int8", "float16"), default="int8")
+    parser.add_argument("--kv-cache", choices=KV_CACHES, default="int8")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     return parser.parse_args()
 
