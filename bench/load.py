@@ -15,7 +15,8 @@ var/bench) from a private Redis on loopback. Each way is measured in the same ru
   from its scheduled arrival to the moment its result was read, so a client that fell behind
   cannot hide queueing. Reported: achieved replies/s (completed / (last completion - start)),
   p50 and p95 reply time, replies lost (timeout or error), the worker's peak resident memory
-  (sampled every 0.25 s) and the machine's load average (other work shares the cores).
+  (sampled every 0.25 s) and once every reply is back (the cache rows are free again), and the
+  machine's load average (other work shares the cores).
 Every way has its own Redis and worker, all started first; then each step (the lone requests,
 alternating, then each rate) runs for every way in turn before the next, so that the machine's
 other work falls on all of them alike. A way stops climbing after a rate whose p95 is above
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -45,6 +47,11 @@ from bench.inference import DEFAULT_CACHE, PARAMS, bench_dialog, percentile  # n
 P95_BOUND_S = 2.0
 
 
+def tree_rss(proc) -> float:
+    """Resident memory of a psutil process and its children, MB."""
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 1e6
+
+
 class PeakRss:
     """Peak resident memory of a process tree, sampled in a thread while measuring."""
 
@@ -60,11 +67,8 @@ class PeakRss:
         import psutil
 
         while not self._stop.is_set():
-            try:
-                procs = [self.proc, *self.proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs) / 1e6)
-            except psutil.Error:  # a child that just exited
-                pass
+            with contextlib.suppress(psutil.Error):  # a child that just exited
+                self.peak = max(self.peak, tree_rss(self.proc))
             self._stop.wait(0.25)
 
     def __enter__(self) -> PeakRss:
@@ -183,11 +187,13 @@ async def measure(args, model: Path, ways: dict[str, tuple[str, object]]) -> dic
                     row = await run_rate(
                         clients[way], dialog, params, arrivals(rate, args.duration, seed=i), args.timeout
                     )
-                row.update(rate=rate, rss_mb=rss.peak, load=os.getloadavg()[0])
+                # after: every reply is back, so the cache rows are free again
+                row.update(rate=rate, rss_mb=rss.peak, rss_after_mb=tree_rss(rss.proc), load=os.getloadavg()[0])
                 results[way]["rates"].append(row)
                 print(
                     f"  {way} {rate:g}/s: {row['achieved']:.2f}/s, p50 {row['p50']:.2f} s, p95 {row['p95']:.2f} s,"
-                    f" lost {row['lost']}, rss {row['rss_mb']:.0f} MB, load {row['load']:.2f}",
+                    f" lost {row['lost']}, rss {row['rss_mb']:.0f} MB (after {row['rss_after_mb']:.0f}),"
+                    f" load {row['load']:.2f}",
                     flush=True,
                 )
                 if not row["p95"] <= args.stop_p95:  # saturated: higher rates only queue more
@@ -211,14 +217,15 @@ def table(results: list[dict], args) -> str:
         f"{args.new_tokens}-token replies, onnxruntime int8, one worker process"
         f" (INFERENCE_SPIN_WAIT={os.environ.get('INFERENCE_SPIN_WAIT', 'true')}); load average before: {args.uptime}",
         "",
-        "| scheduler | offered /s | achieved /s | p50 s | p95 s | lost | worker peak RSS MB | load avg |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scheduler | offered /s | achieved /s | p50 s | p95 s | lost | worker peak RSS MB | RSS after MB"
+        " | load avg |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for res in results:
         for r in res["rates"]:
             lines.append(
                 f"| {res['way']} | {r['rate']:g} | {r['achieved']:.2f} | {r['p50']:.2f} | {r['p95']:.2f} | "
-                f"{r['lost']} | {r['rss_mb']:.0f} | {r['load']:.2f} |"
+                f"{r['lost']} | {r['rss_mb']:.0f} | {r['rss_after_mb']:.0f} | {r['load']:.2f} |"
             )
     lines.append("")
     bounds = sorted({P95_BOUND_S, args.bound})

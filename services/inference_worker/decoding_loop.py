@@ -258,8 +258,9 @@ class DecodingLoop(JobQueue):
                 logits = cache.prefill(first, [g.prompt for g in batch])  # one row per job
                 self.prefilled_rows += len(batch)
             except Exception as exc:  # noqa: BLE001  # fails these jobs, not the running ones
-                for group in batch:
+                for offset, group in enumerate(batch):
                     group.job.future.set_exception(exc)
+                    cache.free(first + offset)  # whatever the failed run wrote there
                 continue
             rows, row_logits = [], []
             for offset, group in enumerate(batch):
@@ -359,18 +360,26 @@ class DecodingLoop(JobQueue):
 
     def _retire(self, rows: list[int]) -> None:
         """Free `rows`: the last rows move into the gaps, so rows in use stay [0, n)."""
+        if not rows:
+            return
+        cache = self._cache
+        assert cache is not None  # rows exist only in an opened pool
         for row in sorted(set(rows), reverse=True):
             last = len(self._rows) - 1
             if row != last:
-                assert self._cache is not None
-                self._cache.move(last, row)
+                cache.move(last, row)  # the freed row's pages go back with it
                 self._rows[row] = self._rows[last]
+            else:
+                cache.free(row)
             self._rows.pop()
 
     def _fail_rows(self, exc: Exception) -> None:
         for seq in self._rows:
             if not seq.job.future.done():
                 seq.job.future.set_exception(exc)
+        if self._cache is not None:
+            for row in range(len(self._rows)):
+                self._cache.free(row)
         self._rows.clear()
 
     def _fail_all(self, exc: Exception) -> None:

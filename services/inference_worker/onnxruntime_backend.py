@@ -16,6 +16,7 @@ generator per sequence. Tokenization uses the `tokenizers` library alone.
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -194,31 +195,40 @@ def prefill_groups(lengths: np.ndarray, slack: float = 1.25) -> list[tuple[int, 
     return groups
 
 
-def small_pages(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """A zeroed array whose memory becomes resident 4 KB at a time, as it is written.
+def small_pages(shape: tuple[int, ...], dtype) -> tuple[np.ndarray, mmap.mmap]:
+    """A zeroed array whose memory becomes resident 4 KB at a time, as it is written, and the
+    mapping under it (`release` gives pages of it back).
 
     numpy asks for transparent huge pages on large arrays (2 MB each): a slot row of 1024 tokens
     keeps each head's keys in 256 KB, so one short prompt made 200 MB resident per row (measured);
     an anonymous mapping without huge pages costs only what is written.
     """
-    import mmap
-
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
     buffer = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     buffer.madvise(mmap.MADV_NOHUGEPAGE)
-    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape), buffer
+
+
+def release(buffer: mmap.mmap, start: int, end: int) -> None:
+    """Give bytes [start, end) of an anonymous mapping back to the system, whole pages only: they
+    read as zeros and are resident again only once written."""
+    first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+    last = end // mmap.PAGESIZE * mmap.PAGESIZE
+    if last > first:
+        buffer.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 class CacheSlots:
     """A fixed pool of key/value cache rows for iteration-level scheduling (decoding_loop.py).
 
     One buffer per layer and kind, [slots, heads, slot_tokens, head_size], allocated once
-    (zeroed small pages the operating system maps only when written: resident memory follows
-    the tokens each row has held, `small_pages`). The rows in use are always rows [0, active):
-    a finished row is replaced by the last one (`move`), so each step runs one graph call over a
-    contiguous block and the IO binding of each block size is made once and reused; the graph
-    writes each step's keys and values in place. New sequences are prefilled straight into
-    their rows.
+    (zeroed small pages the operating system maps only when written, `small_pages`). The rows in
+    use are always rows [0, active): a finished row is replaced by the last one (`move`), so each
+    step runs one graph call over a contiguous block and the IO binding of each block size is made
+    once and reused; the graph writes each step's keys and values in place. New sequences are
+    prefilled straight into their rows. A row that is freed gives its pages back (`free`), so
+    resident memory follows the tokens the rows hold now, not the longest sequence each row ever
+    held (one long prompt would otherwise keep its row's pages for the worker's life).
     """
 
     def __init__(self, backend: OnnxRuntimeBackend, slots: int, slot_tokens: int):
@@ -226,7 +236,10 @@ class CacheSlots:
         self.slots = slots
         self.slot_tokens = min(slot_tokens, backend.max_positions)
         shape = (slots, backend.heads, self.slot_tokens, backend.head_size)
-        self.cache = [small_pages(shape, backend.cache_dtype) for _ in range(2 * backend.layers)]
+        pages = [small_pages(shape, backend.cache_dtype) for _ in range(2 * backend.layers)]
+        self.cache = [array for array, _ in pages]
+        self._maps = [buffer for _, buffer in pages]
+        self._row_bytes = self.cache[0][0].nbytes
         self.lengths = np.zeros(slots, dtype=np.int64)  # tokens in each row's cache
         self._bindings: dict[int, object] = {}
         self._rows = np.arange(slots, dtype=np.int64)
@@ -278,9 +291,17 @@ class CacheSlots:
         self.lengths[target] = used
 
     def move(self, source: int, target: int) -> None:
-        """Row `source`'s cache (the tokens it holds) into row `target`."""
+        """Row `source`'s cache (the tokens it holds) into row `target`; `source` is freed."""
+        self.free(target)
         self.copy(source, target)
-        self.lengths[source] = 0
+        self.free(source)
+
+    def free(self, row: int) -> None:
+        """Row `row` holds nothing now: its pages go back to the system."""
+        start = row * self._row_bytes
+        for buffer in self._maps:
+            release(buffer, start, start + self._row_bytes)
+        self.lengths[row] = 0
 
     def room(self, row: int) -> int:
         """Tokens row `row` may still take."""

@@ -1,15 +1,18 @@
 """The continuous scheduler (decoding_loop.py) on the real ONNX Runtime backend: sequences join and
 leave the running batch at any token without changing each other's tokens (float32, greedy),
 interactive jobs go first and find a slot under bulk load, a deadline cancels mid-generation and
-frees the slot, and a worker process serves through it."""
+frees the slot, a freed row gives its memory back, and a worker process serves through it."""
 
 from __future__ import annotations
 
 import asyncio
+import mmap
+import sys
 import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.inference_worker.backends import BackendOptions, load_backend
@@ -144,6 +147,59 @@ def test_a_deadline_passing_mid_generation_cancels_and_frees_the_slot(fp32_gener
         assert after.result(120).text
     finally:
         loop.stop()
+
+
+def resident_pages(array: np.ndarray) -> int:
+    """Pages of a contiguous `array` held in memory now (the present bit of /proc/self/pagemap)."""
+    address = array.__array_interface__["data"][0]
+    first, end = address // mmap.PAGESIZE, -(-(address + array.nbytes) // mmap.PAGESIZE)
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(first * 8)
+        entries = np.frombuffer(pagemap.read((end - first) * 8), dtype=np.uint64)
+    return int(np.count_nonzero(entries >> np.uint64(63)))
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/pagemap")
+
+
+@linux_only
+def test_a_row_moved_or_freed_gives_its_pages_back(fp32_generator: Generator):
+    """Without this, a row keeps the pages of the longest sequence it ever held. (Pages are
+    counted before anything reads the rows: a read maps the system's shared zero page.)"""
+    slots = fp32_generator.backend.open_slots(2, 128)  # type: ignore[attr-defined]
+    slots.prefill(0, [list(range(1, 101))])
+    slots.prefill(1, [list(range(1, 11))])
+    long_pages, short_pages = resident_pages(slots.cache[0][0]), resident_pages(slots.cache[0][1])
+    assert long_pages > short_pages > 0
+    short = [buffer[1, :, :10].copy() for buffer in slots.cache]
+
+    slots.move(1, 0)  # row 1's sequence takes the place of row 0's, which ended
+    assert [resident_pages(buffer[0]) for buffer in slots.cache] == [short_pages] * len(slots.cache)
+    assert [resident_pages(buffer[1]) for buffer in slots.cache] == [0] * len(slots.cache)
+    assert list(slots.lengths) == [10, 0]
+    assert all(np.array_equal(buffer[0, :, :10], row) for buffer, row in zip(slots.cache, short, strict=True))
+
+    slots.free(0)
+    assert sum(resident_pages(buffer) for buffer in slots.cache) == 0
+    assert not any(buffer.any() for buffer in slots.cache)  # and they read as zeros
+
+
+@linux_only
+def test_the_cache_holds_no_pages_once_every_sequence_left(fp32_generator: Generator):
+    loop = DecodingLoop(fp32_generator, slots=3, slot_tokens=128)
+    try:
+        with loop._cond:  # together, so that they leave in other orders than they joined
+            futures = [
+                loop.submit(DIALOGS[i % 4], GREEDY.model_copy(update={"max_new_tokens": n}))
+                for i, n in enumerate((20, 3, 9))
+            ]
+        for future in futures:
+            assert future.result(120).text
+    finally:
+        loop.stop()
+        loop._thread.join(30)
+    assert loop._cache is not None and max(loop.batch_sizes) == 3
+    assert sum(resident_pages(buffer) for buffer in loop._cache.cache) == 0
 
 
 def test_seeded_jobs_run_alone_and_reproduce(fp32_generator: Generator):
