@@ -194,3 +194,30 @@ def test_onnx_int8_cache_stays_close_to_float32_while_decoding(trained_model_dir
     assert steps == 200
     for cache, same in agree.items():
         assert same / steps >= 0.9, f"the int8 graph with a {cache} cache agrees on {same / steps:.0%} of steps"
+
+
+@pytest.mark.parametrize("accuracy_level", [4, 1])
+def test_bench_weight_formats_4bit_graph_is_the_int8_graph_in_4_bits(trained_model_dir: Path, accuracy_level):
+    """`bench.weight_formats` compares int8 weights with 4-bit ones: its 4-bit graph must be the
+    worker's graph with every weight matrix as MatMulNBits, giving mostly the same greedy tokens."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from bench.weight_formats import four_bit_graph
+
+    def load():
+        return load_backend("onnxruntime", trained_model_dir, BackendOptions(threads=1, quantization="int8"))
+
+    int8, four_bit = load(), load()
+    graph_dir = four_bit_graph(int8.converted_dir, accuracy_level)
+    nodes = onnx.load(str(graph_dir / "model.onnx"), load_external_data=False).graph.node
+    ops = [node.op_type for node in nodes]
+    assert ops.count("MatMulNBits") == 4 * int8.layers + 1 and "DynamicQuantizeMatMul" not in ops
+    assert {a.i for n in nodes if n.op_type == "MatMulNBits" for a in n.attribute if a.name == "accuracy_level"} == {
+        accuracy_level
+    }
+    four_bit.session = ort.InferenceSession(str(graph_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    prompts = prompt_set(int8, 40)
+    same = sum(int(np.argmax(int8.next_token_logits(p)) == np.argmax(four_bit.next_token_logits(p))) for p in prompts)
+    assert same / len(prompts) >= 0.8, f"the 4-bit graph agrees with int8 on {same / len(prompts):.0%} of prompts"
