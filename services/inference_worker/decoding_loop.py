@@ -258,9 +258,10 @@ class DecodingLoop(JobQueue):
                 logits = cache.prefill(first, [g.prompt for g in batch])  # one row per job
                 self.prefilled_rows += len(batch)
             except Exception as exc:  # noqa: BLE001  # fails these jobs, not the running ones
-                for offset, group in enumerate(batch):
+                for group in batch:
                     group.job.future.set_exception(exc)
-                    cache.free(first + offset)  # whatever the failed run wrote there
+                for row in range(first, min(first + len(batch), cache.slots)):
+                    cache.free(row)  # whatever the failed run wrote there
                 continue
             rows, row_logits = [], []
             for offset, group in enumerate(batch):
